@@ -1,0 +1,43 @@
+"""`pure-model-api` / `python pure_model_api.py`: parse settings, serve until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from pure_model_api.config import load_settings
+from pure_model_api.server.app import create_app
+
+
+class DrainingServer(uvicorn.Server):
+    """On SIGTERM/Ctrl-C, answer new requests with 503 while in-flight ones finish
+    (uvicorn waits up to --shutdown-timeout for them)."""
+
+    def __init__(self, config: uvicorn.Config, app):
+        super().__init__(config)
+        self.app = app
+
+    def handle_exit(self, sig, frame) -> None:
+        self.app.state.draining = True
+        super().handle_exit(sig, frame)
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = load_settings(argv)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                            access_log=False, timeout_graceful_shutdown=settings.shutdown_timeout)
+    server = DrainingServer(config, app)
+    app.state.on_load_failure = lambda: setattr(server, "should_exit", True)
+    server.run()
+    if app.state.load_error:
+        print(f"error: {app.state.load_error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

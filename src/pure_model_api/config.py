@@ -1,0 +1,90 @@
+"""One settings object. Every field is a command-line flag (--max-batch-size) and an environment
+variable (PURE_API_MAX_BATCH_SIZE); a flag beats the environment, which beats the default.
+List fields take a flag several times, or a comma-separated environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "PURE_API_"
+
+
+def default_db_path() -> str:
+    from platformdirs import user_data_dir
+
+    return str(Path(user_data_dir("pure-model-api")) / "conversations.sqlite3")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    model: str = Field("Qwen/Qwen2.5-7B-Instruct",
+                       description="Hugging Face id, local model directory, .gguf file, or 'demo' (SmolLM2-135M)")
+    device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    dtype: str = Field("auto", description="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16 or float16")
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(5000, ge=0, le=65535, description="port to listen on")
+    db: str = Field(default_factory=default_db_path,
+                    description="SQLite file for conversations; ':memory:' keeps nothing across restarts")
+    max_history_rounds: int = Field(20, ge=1, description="rounds (message and reply) kept per conversation")
+    system_prompt: str | None = Field(None, description="optional system message for /chat conversations")
+    max_batch_size: int = Field(16, ge=1, description="requests decoded together")
+    max_queue: int = Field(64, ge=0, description="requests waiting for a batch slot; beyond it, 503")
+    kv_token_budget: int = Field(65536, ge=1, description="prompt+max_tokens summed over running requests")
+    max_body_bytes: int = Field(1 << 20, ge=1, description="largest request body; beyond it, 413")
+    shutdown_timeout: float = Field(30.0, ge=0, description="seconds in-flight requests get on SIGTERM")
+    api_key: list[str] = Field(default_factory=list,
+                               description="require 'Authorization: Bearer KEY' (repeatable; env: comma list)")
+    cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed (repeatable, or *)")
+    served_model_name: list[str] = Field(default_factory=list,
+                                         description="extra names the model answers to on /v1 (repeatable)")
+    log_level: str = Field("info", description="debug, info, warning or error")
+
+    @property
+    def model_names(self) -> list[str]:
+        return [self.model, *[n for n in self.served_model_name if n != self.model]]
+
+
+def _is_list(name: str) -> bool:
+    return Settings.model_fields[name].annotation == list[str]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pure-model-api", description="Serve one chat model over HTTP, with conversations kept on the server.",
+        epilog=f"Every flag can also be set as an environment variable, e.g. {ENV_PREFIX}PORT=8080.")
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if _is_list(name):
+            parser.add_argument(flag, action="append", default=None, help=field.description)
+        else:
+            parser.add_argument(flag, default=None, help=field.description)
+    return parser
+
+
+def from_environment(environ: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = [v.strip() for v in raw.split(",") if v.strip()] if _is_list(name) else raw
+    return values
+
+
+def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Flags over environment over defaults; a bad value exits with a usage message (code 2)."""
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    values = from_environment(os.environ if environ is None else environ)
+    values.update({k: v for k, v in vars(arguments).items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in error.errors())
+        parser.error(problems)
+        raise  # parser.error exits; this keeps type checkers calm

@@ -1,0 +1,51 @@
+"""What a caller asks of the engine, and the events it gets back. Plain data, no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int = 512
+    temperature: float = 0.7  # 0 means greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 means no top-k cut
+    repetition_penalty: float = 1.0  # HF-style, over prompt and reply tokens
+    presence_penalty: float = 0.0  # OpenAI-style, over reply tokens
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # benchmarks: every reply runs to max_tokens
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    @property
+    def needs_penalties(self) -> bool:
+        return (
+            self.repetition_penalty != 1.0
+            or self.presence_penalty != 0.0
+            or self.frequency_penalty != 0.0
+        )
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New reply text; never splits a character."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of a request."""
+
+    text: str
+    finish_reason: str  # "stop" or "length"
+    prompt_tokens: int
+    completion_tokens: int
+    time_to_first_token_s: float = 0.0
+    time_per_output_token_s: float = 0.0
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,245 @@
+"""Continuous batching on one inference thread.
+
+Between decode steps the thread admits waiting requests (one batched prefill for all that fit)
+and drops finished or cancelled ones. Callers live on an asyncio loop: `submit` returns a
+`RequestHandle` whose `events()` is an async stream of `TextDelta`s ending in one `Finished`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import threading
+import time
+
+import torch
+from transformers import DynamicCache
+
+from pure_model_api.engine.batch import RunningBatch, left_padded
+from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
+from pure_model_api.engine.sampling import choose_next_tokens, make_generator
+from pure_model_api.engine.text import IncrementalDecoder, StopStringFilter
+from pure_model_api.errors import GenerationCancelled, ServerBusy, ShuttingDown
+
+log = logging.getLogger(__name__)
+
+
+class Sequence:
+    """One request while the engine works on it. Touched only by the inference thread,
+    except `cancelled`, which any thread may set."""
+
+    def __init__(self, request_id: int, prompt_ids: list[int], params: SamplingParams, emit, tokenizer):
+        self.request_id = request_id
+        self.prompt_ids = prompt_ids
+        self.prompt_tensor = torch.tensor(prompt_ids, dtype=torch.long)
+        self.params = params
+        self.emit = emit
+        self.generator = make_generator(params.seed)
+        self.reply_ids: list[int] = []
+        self.decoder = IncrementalDecoder(tokenizer)
+        self.stop_filter = StopStringFilter(params.stop)
+        self.text_parts: list[str] = []
+        self.cancelled = False
+        self.submitted_at = time.perf_counter()
+        self.first_token_at: float | None = None
+
+    @property
+    def reserved_tokens(self) -> int:
+        return len(self.prompt_ids) + self.params.max_tokens
+
+    def send_text(self, text: str) -> None:
+        if text:
+            self.text_parts.append(text)
+            self.emit(TextDelta(text))
+
+    def finish(self, reason: str) -> None:
+        self.send_text(self.stop_filter.flush())
+        now = time.perf_counter()
+        first = self.first_token_at or now
+        decoded = max(len(self.reply_ids) - 1, 1)
+        self.emit(Finished(
+            text="".join(self.text_parts), finish_reason=reason,
+            prompt_tokens=len(self.prompt_ids), completion_tokens=len(self.reply_ids),
+            time_to_first_token_s=first - self.submitted_at,
+            time_per_output_token_s=(now - first) / decoded,
+        ))
+
+
+class RequestHandle:
+    """The caller's side of one request."""
+
+    def __init__(self, sequence: Sequence, queue: asyncio.Queue):
+        self._sequence = sequence
+        self._queue = queue
+        self.done = False
+
+    def cancel(self) -> None:
+        if not self.done:
+            self._sequence.cancelled = True
+
+    async def events(self):
+        try:
+            while True:
+                event = await self._queue.get()
+                if isinstance(event, BaseException):
+                    self.done = True
+                    raise event
+                if isinstance(event, Finished):
+                    self.done = True
+                yield event
+                if self.done:
+                    return
+        finally:
+            self.cancel()
+
+
+class Scheduler:
+    def __init__(self, model, tokenizer, *, eos_ids: set[int], pad_id: int, context_length: int,
+                 max_batch_size: int, max_queue: int, kv_token_budget: int):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = next(model.parameters()).device
+        self.eos_ids = eos_ids
+        self.pad_id = pad_id
+        self.context_length = context_length
+        self.max_batch_size = max_batch_size
+        self.max_queue = max_queue
+        self.kv_token_budget = kv_token_budget
+        self.batch = RunningBatch.empty(self.device)
+        self.waiting: collections.deque[Sequence] = collections.deque()
+        self.wakeup = threading.Condition()
+        self.stopping = False
+        self.ids = itertools.count(1)
+        self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
+
+    # ---- caller side (event loop thread) ----
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self.wakeup:
+            self.stopping = True
+            self.wakeup.notify()
+        self.thread.join(timeout)
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        def emit(event) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                pass
+
+        sequence = Sequence(next(self.ids), prompt_ids, params, emit, self.tokenizer)
+        with self.wakeup:
+            if self.stopping:
+                raise ShuttingDown()
+            if len(self.waiting) >= self.max_queue:
+                raise ServerBusy()
+            self.waiting.append(sequence)
+            self.wakeup.notify()
+        return RequestHandle(sequence, queue)
+
+    def counts(self) -> tuple[int, int]:
+        """(running, waiting) requests."""
+        return len(self.batch), len(self.waiting)
+
+    # ---- inference thread ----
+    def _run(self) -> None:
+        while True:
+            with self.wakeup:
+                while not self.stopping and not self.waiting and not self.batch.rows:
+                    self.wakeup.wait()
+                if self.stopping:
+                    break
+                joining = self._admit()
+            try:
+                self._drop_cancelled()
+                if joining:
+                    self._prefill(joining)
+                if self.batch.rows:
+                    self._decode_step()
+            except Exception as error:  # noqa: BLE001 - a fault fails the requests, not the thread
+                log.exception("inference step failed")
+                for sequence in self.batch.rows + joining:
+                    sequence.emit(error)
+                self.batch = RunningBatch.empty(self.device)
+        self._fail_all(ShuttingDown())
+
+    def _admit(self) -> list[Sequence]:
+        """Move waiting requests into the batch while slots and the KV token budget allow."""
+        joining: list[Sequence] = []
+        reserved = sum(s.reserved_tokens for s in self.batch.rows)
+        while self.waiting and len(self.batch) + len(joining) < self.max_batch_size:
+            candidate = self.waiting[0]
+            if candidate.cancelled:
+                self.waiting.popleft().emit(GenerationCancelled())
+                continue
+            fits = reserved + candidate.reserved_tokens <= self.kv_token_budget
+            if not fits and (self.batch.rows or joining):
+                break
+            joining.append(self.waiting.popleft())
+            reserved += candidate.reserved_tokens
+        return joining
+
+    @torch.inference_mode()
+    def _prefill(self, joining: list[Sequence]) -> None:
+        inputs = left_padded([s.prompt_ids for s in joining], self.pad_id, self.device)
+        cache = DynamicCache()
+        logits = self.model(**inputs, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        first_tokens = choose_next_tokens(logits, joining)
+        newcomers = RunningBatch(joining, cache, inputs["attention_mask"],
+                                 inputs["attention_mask"].sum(dim=1),
+                                 torch.tensor(first_tokens, dtype=torch.long, device=self.device))
+        keep = [i for i, (s, t) in enumerate(zip(joining, first_tokens)) if self._accept(s, t)]
+        newcomers.keep(keep)
+        self.batch.merge(newcomers)
+
+    @torch.inference_mode()
+    def _decode_step(self) -> None:
+        logits = self.model(**self.batch.decode_inputs(), use_cache=True).logits[:, -1]
+        tokens = choose_next_tokens(logits, self.batch.rows)
+        self.batch.next_tokens = torch.tensor(tokens, dtype=torch.long, device=self.device)
+        keep = [i for i, (s, t) in enumerate(zip(self.batch.rows, tokens)) if self._accept(s, t)]
+        self.batch.keep(keep)
+
+    def _accept(self, sequence: Sequence, token: int) -> bool:
+        """Take one sampled token; False when the sequence is finished (or gone)."""
+        if sequence.cancelled:
+            sequence.emit(GenerationCancelled())
+            return False
+        if sequence.first_token_at is None:
+            sequence.first_token_at = time.perf_counter()
+        if token in self.eos_ids and not sequence.params.ignore_eos:
+            sequence.finish("stop")
+            return False
+        sequence.reply_ids.append(token)
+        sequence.send_text(sequence.stop_filter.push(sequence.decoder.push(token)))
+        if sequence.stop_filter.stopped:
+            sequence.finish("stop")
+            return False
+        at_context_end = len(sequence.prompt_ids) + len(sequence.reply_ids) >= self.context_length
+        if len(sequence.reply_ids) >= sequence.params.max_tokens or at_context_end:
+            sequence.finish("length")
+            return False
+        return True
+
+    def _drop_cancelled(self) -> None:
+        rows = self.batch.rows
+        if any(s.cancelled for s in rows):
+            for s in rows:
+                if s.cancelled:
+                    s.emit(GenerationCancelled())
+            self.batch.keep([i for i, s in enumerate(rows) if not s.cancelled])
+
+    def _fail_all(self, error: Exception) -> None:
+        with self.wakeup:
+            pending = list(self.waiting) + self.batch.rows
+            self.waiting.clear()
+        for sequence in pending:
+            sequence.emit(error)
+        self.batch = RunningBatch.empty(self.device)

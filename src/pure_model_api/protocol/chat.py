@@ -1,0 +1,69 @@
+"""The documented API: POST /chat, POST /reset, GET /status, GET /health."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pure_model_api.engine.params import SamplingParams
+
+SESSION_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+DEFAULT_SESSION = "default"
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    message: str = Field(min_length=1)
+    max_tokens: int = Field(512, ge=1)
+    temperature: float = Field(0.7, ge=0.0)
+    session_id: str = Field(DEFAULT_SESSION, pattern=SESSION_ID_PATTERN)
+    stream: bool = False
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)
+    repetition_penalty: float = Field(1.0, gt=0.0)
+    seed: int | None = None
+    stop: list[str] | str | None = None
+    ignore_eos: bool = False
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("message must not be empty")
+        return value
+
+    @field_validator("temperature", "top_p", "repetition_penalty")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    def to_sampling_params(self) -> SamplingParams:
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        return SamplingParams(
+            max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+            repetition_penalty=self.repetition_penalty, seed=self.seed, stop=stop, ignore_eos=self.ignore_eos)
+
+
+class ResetRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    session_id: str = Field(DEFAULT_SESSION, pattern=SESSION_ID_PATTERN)
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ChatResponse(BaseModel):
+    message: str
+    response: str
+    status: Literal["success"] = "success"
+    session_id: str
+    finish_reason: str
+    usage: Usage

@@ -1,0 +1,148 @@
+"""The OpenAI-compatible surface: /v1/chat/completions, /v1/completions, /v1/models."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pure_model_api.engine.params import SamplingParams
+from pure_model_api.errors import BadRequest
+
+# Fields the service accepts but that cannot change the answer here.
+HARMLESS_EXTRA_FIELDS = {"metadata", "store", "service_tier", "parallel_tool_calls"}
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+    def as_template_message(self) -> dict:
+        content = self.content or ""
+        if isinstance(content, list):
+            content = "".join(part.text for part in content)
+        role = "system" if self.role == "developer" else self.role
+        return {"role": role, "content": content}
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class _GenerationRequest(BaseModel):
+    """What both completion endpoints share."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(1, ge=1)
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    user: str | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    logprobs: bool | int | None = None
+    logit_bias: dict[str, float] | None = None
+
+    def check_supported(self) -> None:
+        """A 400 naming any field that would change the answer's meaning and is not implemented."""
+        if self.n != 1:
+            raise BadRequest("n > 1 is not supported: send one request per choice", param="n")
+        unknown = sorted(set(self.model_extra or {}) - HARMLESS_EXTRA_FIELDS)
+        if unknown:
+            raise BadRequest(f"unsupported field(s): {', '.join(unknown)}", param=unknown[0])
+        if self.logprobs:
+            raise BadRequest("logprobs are not supported", param="logprobs")
+        if self.logit_bias:
+            raise BadRequest("logit_bias is not supported", param="logit_bias")
+        if isinstance(self.stop, list) and len(self.stop) > 4:
+            raise BadRequest("at most 4 stop sequences", param="stop")
+
+    def sampling_params(self, max_tokens: int) -> SamplingParams:
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        return SamplingParams(max_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p,
+                              seed=self.seed, stop=stop, presence_penalty=self.presence_penalty,
+                              frequency_penalty=self.frequency_penalty)
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_GenerationRequest):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    tools: list | None = None
+    tool_choice: str | dict | None = None
+    response_format: dict | None = None
+    top_logprobs: int | None = None
+
+    def check_supported(self) -> None:
+        super().check_supported()
+        if self.tools or self.tool_choice not in (None, "none"):
+            raise BadRequest("tools and tool_choice are not supported", param="tools")
+        if self.response_format and self.response_format.get("type") != "text":
+            raise BadRequest("response_format other than text is not supported", param="response_format")
+        if self.top_logprobs:
+            raise BadRequest("top_logprobs is not supported", param="top_logprobs")
+
+    @property
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def template_messages(self) -> list[dict]:
+        return [m.as_template_message() for m in self.messages]
+
+
+class CompletionRequest(_GenerationRequest):
+    prompt: str | list[str]
+    max_tokens: int = Field(16, ge=1)
+    echo: bool = False
+    suffix: str | None = None
+    best_of: int | None = None
+
+    def check_supported(self) -> None:
+        super().check_supported()
+        if isinstance(self.prompt, list) and len(self.prompt) != 1:
+            raise BadRequest("prompt must be one string (batches of prompts are not supported)", param="prompt")
+        if self.echo:
+            raise BadRequest("echo is not supported", param="echo")
+        if self.suffix:
+            raise BadRequest("suffix is not supported", param="suffix")
+        if self.best_of not in (None, 1):
+            raise BadRequest("best_of is not supported", param="best_of")
+
+    @property
+    def prompt_text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def envelope(kind: str, request_id: str, model: str, choices: list, **extra) -> dict:
+    return {"id": request_id, "object": kind, "created": int(time.time()), "model": model,
+            "choices": choices, "system_fingerprint": None, **extra}
+
+
+def model_card(name: str, created: int) -> dict:
+    return {"id": name, "object": "model", "created": created, "owned_by": "pure-model-api"}

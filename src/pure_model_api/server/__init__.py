@@ -1,0 +1,1 @@
+"""The HTTP layer: app factory, routes per surface, SSE, auth, metrics. Imports no torch."""

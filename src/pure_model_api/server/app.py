@@ -1,0 +1,93 @@
+"""The app factory. All state hangs off `app.state`: settings, store, service, metrics.
+
+The HTTP server answers at once; the model loads on a worker thread in the background, and
+/health says "loading" (503) until it is ready."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from pure_model_api.config import Settings
+from pure_model_api.conversations import ConversationStore
+from pure_model_api.errors import ModelLoadError
+from pure_model_api.server.errors import install_error_handlers
+from pure_model_api.server.gate import Gate
+from pure_model_api.server.metrics import Metrics, RequestCounter
+from pure_model_api.server.routes import chat, openai, ops
+from pure_model_api.service import ChatService
+
+log = logging.getLogger(__name__)
+
+
+def load_engine(settings: Settings):
+    """The default engine loader; imported lazily so that the HTTP layer never imports torch."""
+    from pure_model_api.engine.engine import EngineOptions, InferenceEngine
+
+    options = EngineOptions(max_batch_size=settings.max_batch_size, max_queue=settings.max_queue,
+                            kv_token_budget=settings.kv_token_budget)
+    return InferenceEngine.load(settings.model, settings.device, settings.dtype, options)
+
+
+def create_app(settings: Settings, engine_loader: Callable[[Settings], object] = load_engine) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state = app.state
+        state.store = ConversationStore(settings.db, settings.max_history_rounds)
+        state.metrics = Metrics(lambda: state.service.engine.describe() if state.service.engine else None,
+                                state.store.count_conversations)
+        state.service = ChatService(state.store, settings.system_prompt, observer=state.metrics)
+        loading = asyncio.create_task(_load_in_background(app, engine_loader))
+        try:
+            yield
+        finally:
+            state.draining = True
+            loading.cancel()
+            if state.service.engine is not None:
+                await asyncio.to_thread(state.service.engine.close)
+            state.store.close()
+
+    app = FastAPI(title="Pure Model API", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.draining = False
+    app.state.load_error = None
+    app.state.service = None
+    app.state.metrics = None
+    install_error_handlers(app)
+    for router in (chat.router, openai.router, ops.router):
+        app.include_router(router)
+    # Middleware runs outermost-last: CORS answers preflights before the gate asks for a key.
+    app.add_middleware(RequestCounter, metrics_of=lambda: app.state.metrics)
+    app.add_middleware(Gate, state=app.state, api_keys=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=["X-Request-ID"])
+    return app
+
+
+async def _load_in_background(app: FastAPI, engine_loader) -> None:
+    settings = app.state.settings
+    try:
+        engine = await asyncio.to_thread(engine_loader, settings)
+    except ModelLoadError as error:
+        _load_failed(app, str(error))
+        return
+    except Exception as error:  # noqa: BLE001 - any loader fault is reported the same way
+        log.exception("loading %s failed", settings.model)
+        _load_failed(app, f"cannot load model '{settings.model}': {error}")
+        return
+    app.state.service.engine = engine
+    log.info("model %s ready: %s", settings.model, engine.describe())
+
+
+def _load_failed(app: FastAPI, message: str) -> None:
+    log.error("%s", message)
+    app.state.load_error = message
+    on_failure = getattr(app.state, "on_load_failure", None)
+    if on_failure is not None:
+        on_failure()

@@ -1,0 +1,115 @@
+"""The ASGI middleware every request passes first: a request id, the access log line, the body
+size limit, refusal while shutting down, and API keys. Pure ASGI, so streaming is untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+
+from pure_model_api.errors import ApiError, PayloadTooLarge, ShuttingDown, Unauthorized
+from pure_model_api.server.errors import error_body
+
+access_log = logging.getLogger("pure_model_api.access")
+
+OPEN_PATHS = {"/health"}
+
+
+def owner_of(api_key: str | None) -> str:
+    """Conversations belong to the key that made them; without keys, to everyone ("")."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else ""
+
+
+class Gate:
+    def __init__(self, app, state, api_keys: list[str], max_body_bytes: int):
+        self.app = app
+        self.state = state  # the FastAPI app.state: `draining` is set there on shutdown
+        self.api_keys = [k.encode() for k in api_keys]
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        started = time.perf_counter()
+        status = {"code": 0}
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            refusal = self._check(scope)
+            if refusal is not None:
+                return await _send_error(scope, send_with_id, refusal)
+            replay = await self._read_body(receive)
+            if replay is None:
+                too_large = PayloadTooLarge(f"request body is over the limit of {self.max_body_bytes} bytes")
+                return await _send_error(scope, send_with_id, too_large)
+            await self.app(scope, replay, send_with_id)
+        finally:
+            access_log.info('%s %s %s %d %.1fms rid=%s', scope.get("client", ("-",))[0], scope["method"],
+                            scope["path"], status["code"], (time.perf_counter() - started) * 1000, request_id)
+
+    def _check(self, scope) -> ApiError | None:
+        if getattr(self.state, "draining", False):
+            return ShuttingDown()
+        length = _header(scope, b"content-length")
+        if length and length.isdigit() and int(length) > self.max_body_bytes:
+            return PayloadTooLarge(f"request body is {length} bytes; the limit is {self.max_body_bytes}")
+        scope.setdefault("state", {})["owner"] = ""
+        if self.api_keys and scope["path"] not in OPEN_PATHS and scope["method"] != "OPTIONS":
+            key = self._bearer(scope)
+            if key is None:
+                return Unauthorized()
+            scope["state"]["owner"] = owner_of(key)
+        return None
+
+    def _bearer(self, scope) -> str | None:
+        header = _header(scope, b"authorization") or ""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        matches = [hmac.compare_digest(token.strip().encode(), key) for key in self.api_keys]
+        return token.strip() if any(matches) else None
+
+    async def _read_body(self, receive):
+        """Read the whole body (it is small), refusing it past the limit; then replay it to the app,
+        whose later receive() calls go straight through (that is how a disconnect is seen)."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return receive
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body_bytes:
+                return None
+            if not message.get("more_body", False):
+                break
+        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay():
+            return pending.pop() if pending else await receive()
+
+        return replay
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _send_error(scope, send, error: ApiError) -> None:
+    body = json.dumps(error_body(scope["path"], error)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,78 @@
+"""Prometheus metrics, on a registry of the app's own (no process-wide globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from pure_model_api.engine.params import Finished
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self, engine_stats, count_conversations):
+        """`engine_stats()` returns the engine's describe() dict, or None while loading."""
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("pure_api_requests", "HTTP requests by route and status", ["route", "status"],
+                                registry=r)
+        self.prompt_tokens = Counter("pure_api_prompt_tokens", "prompt tokens processed", registry=r)
+        self.completion_tokens = Counter("pure_api_completion_tokens", "completion tokens generated", registry=r)
+        self.time_to_first_token = Histogram("pure_api_time_to_first_token_seconds", "submission to first token",
+                                             buckets=LATENCY_BUCKETS, registry=r)
+        self.time_per_output_token = Histogram("pure_api_time_per_output_token_seconds",
+                                               "decode time per token after the first", buckets=LATENCY_BUCKETS,
+                                               registry=r)
+
+        def stat(name: str):
+            return lambda: (engine_stats() or {}).get(name, 0)
+
+        for metric, key, help_text in (
+            ("pure_api_running_requests", "running_requests", "requests in the running batch"),
+            ("pure_api_queued_requests", "queued_requests", "requests waiting for a batch slot"),
+            ("pure_api_batch_size", "running_requests", "rows in the current decode batch"),
+            ("pure_api_kv_cache_bytes", "kv_cache_bytes", "KV cache memory in use"),
+            ("pure_api_memory_allocated_bytes", "memory_allocated", "weights and cache memory"),
+        ):
+            Gauge(metric, help_text, registry=r).set_function(stat(key))
+        Gauge("pure_api_stored_conversations", "conversations in the store", registry=r).set_function(
+            count_conversations)
+
+    def generation_finished(self, finished: Finished) -> None:
+        self.prompt_tokens.inc(finished.prompt_tokens)
+        self.completion_tokens.inc(finished.completion_tokens)
+        self.time_to_first_token.observe(finished.time_to_first_token_s)
+        if finished.completion_tokens > 1:
+            self.time_per_output_token.observe(finished.time_per_output_token_s)
+
+    def count_request(self, route: str, status: int) -> None:
+        self.requests.labels(route=route, status=str(status)).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class RequestCounter:
+    """ASGI middleware that counts each response by route template and status."""
+
+    def __init__(self, app, metrics_of):
+        self.app = app
+        self.metrics_of = metrics_of
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = {"code": 500}
+
+        async def send_counted(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            route = scope.get("route")
+            metrics = self.metrics_of()
+            if metrics is not None:
+                metrics.count_request(getattr(route, "path", "unmatched"), status["code"])

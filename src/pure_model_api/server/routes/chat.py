@@ -1,0 +1,79 @@
+"""The documented API: POST /chat (JSON or SSE) and POST /reset."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from pure_model_api.engine.params import TextDelta
+from pure_model_api.errors import ApiError, BadRequest
+from pure_model_api.protocol.chat import ChatRequest, ChatResponse, ResetRequest, Usage
+from pure_model_api.server.errors import describe_validation_errors, parse_json_body
+from pure_model_api.server.streaming import cancel_on_disconnect, event_stream, primed, sse_event
+from pure_model_api.service import ChatResult
+
+router = APIRouter()
+log = logging.getLogger(__name__)
+
+
+def chat_response(result: ChatResult) -> ChatResponse:
+    finish = result.finish
+    return ChatResponse(message=result.message, response=result.response, session_id=result.session_id,
+                        finish_reason=finish.finish_reason,
+                        usage=Usage(prompt_tokens=finish.prompt_tokens, completion_tokens=finish.completion_tokens))
+
+
+@router.post("/chat", response_model=None)
+async def chat(request: Request):
+    body = await parse_json_body(request, ChatRequest)
+    service = request.app.state.service
+    owner = request.state.owner
+    params = body.to_sampling_params()
+    if body.stream:
+        stream = await primed(service.chat_stream(owner, body.session_id, body.message, params))
+        return event_stream(_chat_events(stream))
+    result = await cancel_on_disconnect(request, service.chat(owner, body.session_id, body.message, params))
+    return chat_response(result)
+
+
+async def _chat_events(stream):
+    """`delta` events as the reply is written, then `done` with the whole response; a failure
+    after the stream began is an `error` event, and the round is not stored."""
+    async with contextlib.aclosing(stream) as items:
+        try:
+            async for item in items:
+                if isinstance(item, TextDelta):
+                    yield sse_event({"delta": item.text}, event="delta")
+                else:
+                    yield sse_event({**chat_response(item).model_dump(), "done": True}, event="done")
+        except ApiError as error:
+            yield sse_event({"error": error.message}, event="error")
+        except Exception:  # noqa: BLE001 - logged, and the client gets a clean error event
+            log.exception("chat stream failed")
+            yield sse_event({"error": "internal server error; see the server log"}, event="error")
+
+
+@router.post("/reset")
+async def reset(request: Request):
+    """Clear the default conversation, or the one named by session_id (JSON body or query)."""
+    raw = await request.body()
+    fields = dict(request.query_params)
+    if raw.strip():
+        try:
+            parsed = json.loads(raw)
+        except ValueError as error:
+            raise BadRequest("the request body is not valid JSON") from error
+        if not isinstance(parsed, dict):
+            raise BadRequest("the request body must be a JSON object")
+        fields.update(parsed)
+    try:
+        reset_request = ResetRequest.model_validate(fields)
+    except ValidationError as error:
+        raise BadRequest(describe_validation_errors(error.errors()), param="session_id") from error
+    removed = await request.app.state.service.reset(request.state.owner, reset_request.session_id)
+    return {"status": "success", "message": "conversation reset", "session_id": reset_request.session_id,
+            "rounds_removed": removed}

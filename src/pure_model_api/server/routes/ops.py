@@ -1,0 +1,50 @@
+"""What operators and load balancers ask: /health, /status, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from pure_model_api.protocol.chat import DEFAULT_SESSION, SESSION_ID_PATTERN
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(request: Request):
+    state = request.app.state
+    if state.service.engine is not None:
+        return {"status": "healthy"}
+    if getattr(state, "load_error", None):
+        return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)
+    return JSONResponse({"status": "loading"}, status_code=503)
+
+
+@router.get("/status")
+async def status(request: Request, session_id: str = Query(DEFAULT_SESSION, pattern=SESSION_ID_PATTERN)):
+    state = request.app.state
+    service = state.service
+    settings = state.settings
+    engine = service.engine
+    described = engine.describe() if engine is not None else {
+        "model_name": settings.model, "device": settings.device, "memory_allocated": 0}
+    return {
+        **described,
+        "conversation_length": await service.conversation_length(request.state.owner, session_id),
+        "session_id": session_id,
+        "ready": engine is not None,
+        "uptime_s": round(time.time() - service.started_at, 1),
+        "sessions": await asyncio.to_thread(service.store.count_conversations),
+        "requests_served": service.requests_served,
+        "max_history_rounds": settings.max_history_rounds,
+    }
+
+
+@router.get("/metrics")
+async def metrics(request: Request):
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
