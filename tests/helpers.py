@@ -1,0 +1,120 @@
+"""Shared test helpers: tiny random models, the demo model, and real server processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def demo_model_dir() -> Path:
+    from pure_model_api.engine.loading import DEMO_MODEL, model_source
+
+    return Path(model_source(DEMO_MODEL, None))
+
+
+def build_tiny_model(family: str, target: Path) -> Path:
+    """A random-weight Llama or Qwen2 model, a few MB, with the demo model's tokenizer and chat template."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(demo_model_dir())
+    shape = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                 pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    config = LlamaConfig(**shape) if family == "llama" else Qwen2Config(**shape)
+    model_class = LlamaForCausalLM if family == "llama" else Qwen2ForCausalLM
+    torch.manual_seed(0)
+    model = model_class(config)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`python pure_model_api.py ...` as a user starts it, on a free port."""
+
+    def __init__(self, *args: str, db: Path, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.db = db
+        self.args = ["--model", "demo", "--port", str(self.port), "--db", str(db), *args]
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen | None = None
+        self.log_path = db.with_suffix(f".{self.port}.log")
+
+    def start(self, wait: bool = True) -> ServerProcess:
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "pure_model_api.py"), *self.args],
+                                        stdout=self.log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"server not ready:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 60.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        return self.process.returncode
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def sse_events(lines) -> list[tuple[str, dict | str]]:
+    """(event name, decoded data) for each server-sent event."""
+    events, name = [], "message"
+    for line in lines:
+        if line.startswith("event:"):
+            name = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            raw = line.split(":", 1)[1].strip()
+            events.append((name, raw if raw == "[DONE]" else json.loads(raw)))
+            name = "message"
+    return events
+
+
+def copy_model(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target

@@ -1,0 +1,76 @@
+"""Every bad request is a 400 with {"error": ...}; never FastAPI's 422, never a traceback."""
+
+import pytest
+
+BAD_BODIES = [
+    ("not json", "not valid JSON"),
+    ("[1, 2]", "JSON object"),
+    ("{}", "message"),
+    ('{"message": ""}', "message"),
+    ('{"message": "   "}', "message"),
+    ('{"message": 5}', "message"),
+    ('{"message": "hi", "max_tokens": 0}', "max_tokens"),
+    ('{"message": "hi", "max_tokens": "5"}', "max_tokens"),
+    ('{"message": "hi", "max_tokens": 1.5}', "max_tokens"),
+    ('{"message": "hi", "max_tokens": 100000}', "max_tokens"),
+    ('{"message": "hi", "temperature": -0.1}', "temperature"),
+    ('{"message": "hi", "temperature": "hot"}', "temperature"),
+    ('{"message": "hi", "temperature": NaN}', "temperature"),
+    ('{"message": "hi", "session_id": "has space"}', "session_id"),
+    ('{"message": "hi", "session_id": ""}', "session_id"),
+    ('{"message": "hi", "session_id": "' + "x" * 129 + '"}', "session_id"),
+]
+
+
+@pytest.mark.parametrize("body,mentions", BAD_BODIES)
+def test_bad_chat_requests_are_400_with_a_reason(client, body, mentions):
+    response = client.post("/chat", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert isinstance(error, str) and mentions in error
+    assert "Traceback" not in response.text
+
+
+def test_a_message_beyond_the_context_says_how_long_it_is(client):
+    response = client.post("/chat", json={"message": "word " * 1100, "max_tokens": 8})
+    assert response.status_code == 400
+    assert "tokens" in response.json()["error"] and "1024" in response.json()["error"]
+
+
+def test_bad_reset_requests(client):
+    assert client.post("/reset", json={"session_id": "bad id!"}).status_code == 400
+    assert client.post("/reset", content="nope").status_code == 400
+
+
+def test_unknown_path_and_wrong_method(client):
+    missing = client.get("/nope")
+    assert missing.status_code == 404 and "error" in missing.json()
+    wrong = client.get("/chat")
+    assert wrong.status_code == 405 and "error" in wrong.json()
+
+
+def test_body_over_the_limit_is_413(client):
+    response = client.post("/chat", content=b'{"message": "' + b"x" * (1 << 20) + b'"}')
+    assert response.status_code == 413
+    assert "limit" in response.json()["error"]
+
+
+def test_bad_request_loses_nothing_already_stored(client):
+    client.post("/chat", json={"message": "keep me", "max_tokens": 2})
+    client.post("/chat", content="garbage")
+    client.post("/chat", json={"message": "hi", "max_tokens": -1})
+    assert client.get("/status").json()["conversation_length"] == 2
+
+
+def test_an_internal_fault_is_a_500_without_a_traceback_and_stores_nothing(client, monkeypatch):
+    store = client.app.state.store
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(store, "add_round", broken)
+    response = client.post("/chat", json={"message": "hi", "max_tokens": 2})
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal server error; see the server log"}
+    monkeypatch.undo()
+    assert client.get("/status").json()["conversation_length"] == 0

@@ -1,0 +1,43 @@
+"""The HTTP server answers while the model loads, and says so."""
+
+from conftest import wait_healthy
+from fastapi.testclient import TestClient
+
+from pure_model_api.config import Settings
+from pure_model_api.server.app import create_app
+
+
+def test_loading_then_ready(tiny_models, tmp_path, gated_loader):
+    gate, loader = gated_loader
+    settings = Settings(model=str(tiny_models["qwen2"]), device="cpu", db=str(tmp_path / "c.sqlite3"))
+    with TestClient(create_app(settings, engine_loader=loader)) as client:
+        health = client.get("/health")
+        assert health.status_code == 503 and health.json() == {"status": "loading"}
+        busy = client.post("/chat", json={"message": "hi"})
+        assert busy.status_code == 503 and "loading" in busy.json()["error"]
+        status = client.get("/status").json()
+        assert status["ready"] is False and status["conversation_length"] == 0
+        gate.set()
+        wait_healthy(client)
+        assert client.post("/chat", json={"message": "hi", "max_tokens": 2}).status_code == 200
+
+
+def test_a_model_that_cannot_load_is_reported_not_raised(tmp_path):
+    settings = Settings(model=str(tmp_path / "missing.gguf"), device="cpu", db=str(tmp_path / "c.sqlite3"))
+    with TestClient(create_app(settings)) as client:
+        for _ in range(100):
+            health = client.get("/health")
+            if health.json()["status"] == "failed":
+                break
+        assert health.status_code == 503
+        assert "missing.gguf" in health.json()["error"]
+
+
+def test_an_unavailable_device_is_a_clear_error(tiny_models, tmp_path):
+    settings = Settings(model=str(tiny_models["llama"]), device="cuda:7", db=str(tmp_path / "c.sqlite3"))
+    with TestClient(create_app(settings)) as client:
+        for _ in range(100):
+            health = client.get("/health")
+            if health.json()["status"] == "failed":
+                break
+        assert "cuda:7" in health.json()["error"] and "not available" in health.json()["error"]

@@ -1,0 +1,31 @@
+from pure_model_api.conversations import Round, fit_to_context, messages_of
+
+
+def rounds(n):
+    return [Round(f"question {i}", f"answer {i}") for i in range(n)]
+
+
+def test_messages_alternate_and_end_with_the_new_message():
+    messages = messages_of(rounds(2), system_prompt="be brief", new_message="next")
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert messages[-1]["content"] == "next"
+    assert messages_of([], None, "hi") == [{"role": "user", "content": "hi"}]
+
+
+def test_everything_is_kept_when_it_fits():
+    history = rounds(5)
+    assert fit_to_context(history, lambda kept: True) == history
+
+
+def test_oldest_rounds_are_dropped_first():
+    history = rounds(10)
+    kept = fit_to_context(history, lambda kept: len(kept) <= 3)
+    assert kept == history[-3:]
+
+
+def test_none_when_even_the_bare_message_does_not_fit():
+    assert fit_to_context(rounds(3), lambda kept: False) is None
+
+
+def test_empty_history_fits_when_only_the_message_fits():
+    assert fit_to_context(rounds(4), lambda kept: not kept) == []
