@@ -13,7 +13,8 @@ from pure_model_api.server.app import create_app
 
 class DrainingServer(uvicorn.Server):
     """On SIGTERM/Ctrl-C, answer new requests with 503 while in-flight ones finish
-    (uvicorn waits up to --shutdown-timeout for them)."""
+    (uvicorn waits up to --shutdown-timeout for them), then exit 0: a clean shutdown is
+    not a failure, so the signal is not re-raised after it as uvicorn would."""
 
     def __init__(self, config: uvicorn.Config, app):
         super().__init__(config)
@@ -22,6 +23,7 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig, frame) -> None:
         self.app.state.draining = True
         super().handle_exit(sig, frame)
+        self._captured_signals.clear()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,11 +18,12 @@ HELP = "Type a message and press Enter. Commands: reset, status, quit."
 
 class ChatClient:
     def __init__(self, url: str, session_id: str | None, api_key: str | None, stream: bool = True,
-                 out=sys.stdout):
+                 generation: dict | None = None, out=sys.stdout):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(10.0, read=600.0))
         self.session_id = session_id
         self.stream = stream
+        self.generation = generation or {}  # temperature, max_tokens: the server's defaults otherwise
         self.out = out
 
     def _session(self) -> dict:
@@ -54,7 +55,7 @@ class ChatClient:
         return True
 
     def chat(self, message: str) -> None:
-        body = {"message": message, **self._session()}
+        body = {"message": message, **self.generation, **self._session()}
         if not self.stream:
             reply = self._check(self.http.post("/chat", json=body))
             self.say(f"Assistant: {reply['response']}")
@@ -105,8 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--session", default=None, help="conversation id (default: the shared default one)")
     parser.add_argument("--api-key", default=os.environ.get("PURE_API_KEY"), help="bearer key, if the server wants one")
     parser.add_argument("--no-stream", action="store_true", help="print replies whole instead of as they stream")
+    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (0 = greedy)")
+    parser.add_argument("--max-tokens", type=int, default=None, help="longest reply, in tokens")
     args = parser.parse_args(argv)
-    client = ChatClient(args.url, args.session, args.api_key, stream=not args.no_stream)
+    generation = {k: v for k, v in (("temperature", args.temperature), ("max_tokens", args.max_tokens))
+                  if v is not None}
+    client = ChatClient(args.url, args.session, args.api_key, stream=not args.no_stream, generation=generation)
     client.say(f"Connected to {args.url}. {HELP}")
     while True:
         try:

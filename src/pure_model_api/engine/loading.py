@@ -87,8 +87,8 @@ def load_model(name: str, device_name: str = "auto", dtype_name: str = "auto",
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except (OSError, ValueError) as error:
         raise ModelLoadError(
-            f"cannot load model '{name}': {error}. Give a local directory with config, weights and tokenizer, "
-            f"a .gguf file, or a Hugging Face id once it is in the Hugging Face cache "
+            f"cannot load model '{name}': {str(error).rstrip('.')}. Give a local directory with config, "
+            f"weights and tokenizer, a .gguf file, or a Hugging Face id once it is in the Hugging Face cache "
             f"(huggingface-cli download {name}).") from error
     model.to(device).eval()
     if not getattr(tokenizer, "chat_template", None):

@@ -138,7 +138,8 @@ class Scheduler:
         with self.wakeup:
             if self.stopping:
                 raise ShuttingDown()
-            if len(self.waiting) >= self.max_queue:
+            free_slots = max(self.max_batch_size - len(self.batch), 0)  # these are admitted at once
+            if len(self.waiting) >= self.max_queue + free_slots:
                 raise ServerBusy()
             self.waiting.append(sequence)
             self.wakeup.notify()

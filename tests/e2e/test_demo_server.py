@@ -1,0 +1,150 @@
+"""The real server process on the real demo model, driven over HTTP as a user would."""
+
+import asyncio
+import json
+
+import httpx
+import pytest
+from helpers import sse_events
+
+GREEDY = {"temperature": 0, "max_tokens": 48}
+
+
+def chat(server, message, **fields):
+    return httpx.post(server.url + "/chat", json={"message": message, **GREEDY, **fields}, timeout=120)
+
+
+def status(server, session_id=None):
+    params = {"session_id": session_id} if session_id else {}
+    return httpx.get(server.url + "/status", params=params, timeout=10).json()
+
+
+def test_paris(demo_server):
+    response = chat(demo_server, "What is the capital of France?", session_id="paris")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "success" and body["message"] == "What is the capital of France?"
+    assert "Paris" in body["response"]
+
+
+def test_the_second_message_sees_the_first(demo_server):
+    first = chat(demo_server, "What is the capital of France?", session_id="memory").json()
+    second = chat(demo_server, "What did I just ask?", session_id="memory").json()
+    assert second["usage"]["prompt_tokens"] > first["usage"]["prompt_tokens"] + first["usage"]["completion_tokens"]
+    assert "France" in second["response"]
+    assert status(demo_server, "memory")["conversation_length"] == 4
+
+
+def test_default_conversation_status_reset_and_health(demo_server):
+    url = demo_server.url
+    assert httpx.get(url + "/health").json() == {"status": "healthy"}
+    httpx.post(url + "/reset")
+    chat(demo_server, "Hi!")
+    chat(demo_server, "How are you?")
+    current = status(demo_server)
+    assert current["conversation_length"] == 4
+    assert current["model_name"] == "demo" and current["device"] == "cpu"
+    assert current["memory_allocated"] > 100_000_000  # the weights, at least
+    assert httpx.post(url + "/reset").json()["status"] == "success"
+    assert status(demo_server)["conversation_length"] == 0
+
+
+def test_chinese_round_trip(demo_server):
+    response = chat(demo_server, "你好！", session_id="zh")
+    assert response.status_code == 200
+    raw = response.content.decode("utf-8")  # valid UTF-8 or this raises
+    body = json.loads(raw)
+    assert body["message"] == "你好！"
+    assert body["response"] and "\ufffd" not in body["response"]
+
+
+def test_stream_shape_and_the_round_is_stored(demo_server):
+    before = status(demo_server, "streamed")["conversation_length"]
+    with httpx.stream("POST", demo_server.url + "/chat", timeout=120,
+                      json={"message": "Name three colors.", "stream": True, "session_id": "streamed", **GREEDY}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = sse_events(r.iter_lines())
+    names = [name for name, _ in events]
+    assert names[-1] == "done" and set(names[:-1]) == {"delta"} and len(names) > 3
+    done = events[-1][1]
+    assert done["response"] == "".join(data["delta"] for _, data in events[:-1])
+    assert done["status"] == "success" and done["finish_reason"] in ("stop", "length")
+    assert done["usage"]["completion_tokens"] > 0
+    assert status(demo_server, "streamed")["conversation_length"] == before + 2
+    plain = chat(demo_server, "Name three colors.", session_id="streamed-plain").json()
+    assert plain["response"] == done["response"]
+
+
+def test_chinese_reply_streams_without_broken_characters(demo_server):
+    with httpx.stream("POST", demo_server.url + "/chat", timeout=120,
+                      json={"message": "请用中文回答：北京是哪个国家的首都？", "stream": True, **GREEDY,
+                            "session_id": "zh-stream"}) as r:
+        events = sse_events(r.iter_lines())
+    deltas = [data["delta"] for name, data in events if name == "delta"]
+    assert deltas and not any("\ufffd" in d for d in deltas)
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in "".join(deltas))
+
+
+def test_sixteen_simultaneous_chats_equal_their_solo_replies(demo_server):
+    prompts = [f"Give me one fact about the number {n}." for n in range(16)]
+    solo = [chat(demo_server, p, session_id=f"solo-{i}", max_tokens=24).json()["response"]
+            for i, p in enumerate(prompts)]
+
+    async def together():
+        async with httpx.AsyncClient(base_url=demo_server.url, timeout=300) as client:
+            calls = [client.post("/chat", json={"message": p, "session_id": f"crowd-{i}", "temperature": 0,
+                                                "max_tokens": 24}) for i, p in enumerate(prompts)]
+            return await asyncio.gather(*calls)
+
+    responses = asyncio.run(together())
+    assert [r.status_code for r in responses] == [200] * 16
+    assert [r.json()["response"] for r in responses] == solo
+
+
+def test_two_calls_on_one_conversation_run_in_arrival_order(demo_server):
+    httpx.post(demo_server.url + "/reset", json={"session_id": "ordered"})
+
+    async def both():
+        async with httpx.AsyncClient(base_url=demo_server.url, timeout=300) as client:
+            first = asyncio.create_task(client.post("/chat", json={"message": "first", "session_id": "ordered",
+                                                                   **GREEDY}))
+            await asyncio.sleep(0.05)
+            second = client.post("/chat", json={"message": "second", "session_id": "ordered", **GREEDY})
+            return await first, await second
+
+    first, second = asyncio.run(both())
+    assert first.status_code == second.status_code == 200
+    # the second saw the first round in its prompt
+    assert second.json()["usage"]["prompt_tokens"] > first.json()["usage"]["prompt_tokens"]
+    assert status(demo_server, "ordered")["conversation_length"] == 4
+
+
+def test_disconnect_mid_stream_frees_the_slot_and_stores_nothing(demo_server):
+    with httpx.stream("POST", demo_server.url + "/chat", timeout=120,
+                      json={"message": "Count from one to five hundred.", "stream": True, "session_id": "gone",
+                            "temperature": 0, "max_tokens": 400, "ignore_eos": True}) as r:
+        lines = r.iter_lines()
+        for line in lines:
+            if line.startswith("data:"):
+                break
+        assert status(demo_server)["running_requests"] == 1
+    for _ in range(100):  # closed: the server notices within a few decode steps
+        if status(demo_server)["running_requests"] == 0:
+            break
+        asyncio.run(asyncio.sleep(0.05))
+    assert status(demo_server)["running_requests"] == 0
+    assert status(demo_server, "gone")["conversation_length"] == 0
+
+
+def test_disconnect_without_streaming_is_cancelled_too(demo_server):
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(demo_server.url + "/chat", timeout=1.5,
+                   json={"message": "Count to a thousand.", "session_id": "gone-plain", "temperature": 0,
+                         "max_tokens": 400, "ignore_eos": True})
+    for _ in range(100):
+        if status(demo_server)["running_requests"] == 0:
+            break
+        asyncio.run(asyncio.sleep(0.05))
+    assert status(demo_server)["running_requests"] == 0
+    assert status(demo_server, "gone-plain")["conversation_length"] == 0

@@ -1,0 +1,97 @@
+"""Starting, restarting and stopping the real server process."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+from helpers import ROOT, ServerProcess, free_port
+
+
+def test_a_restart_keeps_the_conversation(tmp_path):
+    db = tmp_path / "kept.sqlite3"
+    with ServerProcess(db=db) as server:
+        httpx.post(server.url + "/chat", json={"message": "Remember the word 'pelican'.", "max_tokens": 8,
+                                               "session_id": "kept"}, timeout=60)
+    assert server.process.returncode == 0
+    with ServerProcess(db=db) as again:
+        status = httpx.get(again.url + "/status", params={"session_id": "kept"}).json()
+        assert status["conversation_length"] == 2
+
+
+def test_sigterm_lets_in_flight_requests_finish_and_refuses_new_ones(tmp_path):
+    server = ServerProcess(db=tmp_path / "c.sqlite3").start()
+
+    async def scenario():
+        async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
+            long = asyncio.create_task(client.post("/chat", json={
+                "message": "Tell me a long story.", "max_tokens": 120, "ignore_eos": True, "session_id": "late"}))
+            await asyncio.sleep(1.0)
+            server.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            try:
+                refused = (await client.post("/chat", json={"message": "too late"})).status_code
+            except httpx.TransportError:
+                refused = "connection refused"
+            return await long, refused
+
+    finished, refused = asyncio.run(scenario())
+    assert finished.status_code == 200 and finished.json()["finish_reason"] == "length"
+    assert refused in (503, "connection refused")
+    assert server.process.wait(60) == 0
+    server.log.close()
+    with ServerProcess(db=tmp_path / "c.sqlite3") as again:  # the finished round was stored
+        assert httpx.get(again.url + "/status", params={"session_id": "late"}).json()["conversation_length"] == 2
+
+
+def test_a_full_queue_answers_503_at_once(tmp_path):
+    with ServerProcess("--max-batch-size", "1", "--max-queue", "0", db=tmp_path / "c.sqlite3") as server:
+        async def flood():
+            async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
+                long = asyncio.create_task(client.post("/chat", json={
+                    "message": "Tell me a story.", "max_tokens": 100, "ignore_eos": True, "session_id": "a"}))
+                await asyncio.sleep(1.0)
+                started = time.monotonic()
+                busy = await client.post("/chat", json={"message": "me too", "session_id": "b"})
+                waited = time.monotonic() - started
+                return busy, waited, await long
+
+        busy, waited, long = asyncio.run(flood())
+        assert busy.status_code == 503
+        assert busy.json() == {"error": "server is busy, retry later"}
+        assert busy.headers["retry-after"].isdigit()
+        assert waited < 1.0  # refused at once, not after the long reply
+        assert long.status_code == 200
+
+
+def test_unknown_model_is_a_clear_error_not_a_traceback(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / "pure_model_api.py"), "--model", "nobody/no-such-model",
+                             "--port", str(free_port()), "--db", ":memory:"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1
+    assert "nobody/no-such-model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_start_script_flags(tmp_path):
+    bad = subprocess.run([str(ROOT / "start_api.sh"), "--bogus"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "usage" in bad.stderr
+    port = free_port()
+    process = subprocess.Popen([str(ROOT / "start_api.sh"), "--demo", "--port", str(port),
+                                "--db", str(tmp_path / "c.sqlite3")], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        assert httpx.get(f"http://127.0.0.1:{port}/status").json()["model_name"] == "demo"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
