@@ -61,9 +61,10 @@ def create_app(settings: Settings, engine_loader: Callable[[Settings], object] =
     install_error_handlers(app)
     for router in (chat.router, openai.router, ops.router):
         app.include_router(router)
-    # Middleware runs outermost-last: CORS answers preflights before the gate asks for a key.
-    app.add_middleware(RequestCounter, metrics_of=lambda: app.state.metrics)
+    # The last added runs first: CORS answers preflights before anything asks for a key, and the
+    # counter sees the gate's refusals (401, 413, 503) too.
     app.add_middleware(Gate, state=app.state, api_keys=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestCounter, metrics_of=lambda: app.state.metrics)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["X-Request-ID"])
