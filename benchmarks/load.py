@@ -10,7 +10,6 @@ import uuid
 from dataclasses import dataclass, field
 
 import httpx
-
 from common import PROMPTS, percentile
 
 

@@ -148,3 +148,21 @@ def test_disconnect_without_streaming_is_cancelled_too(demo_server):
         asyncio.run(asyncio.sleep(0.05))
     assert status(demo_server)["running_requests"] == 0
     assert status(demo_server, "gone-plain")["conversation_length"] == 0
+
+
+def test_health_and_status_answer_while_a_reply_is_generated(demo_server):
+    async def scenario():
+        async with httpx.AsyncClient(base_url=demo_server.url, timeout=120) as client:
+            long = asyncio.create_task(client.post("/chat", json={
+                "message": "Write a long poem.", "max_tokens": 150, "ignore_eos": True, "session_id": "busy"}))
+            await asyncio.sleep(1.0)
+            started = asyncio.get_running_loop().time()
+            health = await client.get("/health")
+            current = await client.get("/status")
+            answered_in = asyncio.get_running_loop().time() - started
+            return health, current, answered_in, long.done(), await long
+
+    health, current, answered_in, long_was_done, long = asyncio.run(scenario())
+    assert health.status_code == 200 and current.json()["running_requests"] == 1
+    assert not long_was_done and answered_in < 2.0  # not stuck behind the 150-token reply
+    assert long.status_code == 200
