@@ -65,3 +65,25 @@ def test_history_is_kept_to_the_last_rounds(tiny_models, tmp_path):
 
 def test_health_is_healthy_once_loaded(client):
     assert client.get("/health").json() == {"status": "healthy"}
+
+
+def test_a_fault_after_the_stream_began_is_an_error_event_and_stores_nothing(client, monkeypatch):
+    from helpers import sse_events
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(client.app.state.store, "add_round", broken)
+    with client.stream("POST", "/chat", json={"message": "hi", "max_tokens": 4, "stream": True,
+                                              "ignore_eos": True}) as response:
+        assert response.status_code == 200
+        events = sse_events(response.iter_lines())
+    assert [name for name, _ in events][-1] == "error"
+    assert events[-1][1] == {"error": "internal server error; see the server log"}
+    monkeypatch.undo()
+    assert client.get("/status").json()["conversation_length"] == 0
+
+
+def test_stream_errors_before_output_are_plain_http_errors(client):
+    response = client.post("/chat", json={"message": "word " * 1100, "stream": True, "max_tokens": 8})
+    assert response.status_code == 400 and "tokens" in response.json()["error"]
