@@ -84,7 +84,9 @@ def load_model(name: str, device_name: str = "auto", dtype_name: str = "auto",
     log.info("loading %s from %s on %s as %s", name, source, device, dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        # On a GPU, load straight onto it (no full copy in host memory first).
+        device_map = str(device) if device.type == "cuda" else None
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map)
     except (OSError, ValueError) as error:
         raise ModelLoadError(
             f"cannot load model '{name}': {str(error).rstrip('.')}. Give a local directory with config, "
