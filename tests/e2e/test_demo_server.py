@@ -166,5 +166,5 @@ def test_health_and_status_answer_while_a_reply_is_generated(demo_server):
 
     health, current, answered_in, long_was_done, long = asyncio.run(scenario())
     assert health.status_code == 200 and current.json()["running_requests"] == 1
-    assert not long_was_done and answered_in < 2.0  # not stuck behind the 150-token reply
+    assert not long_was_done and answered_in < 5.0  # not stuck behind the ~15 s reply (a loose bound)
     assert long.status_code == 200

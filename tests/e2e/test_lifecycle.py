@@ -63,7 +63,7 @@ def test_a_full_queue_answers_503_at_once(tmp_path):
         assert busy.status_code == 503
         assert busy.json() == {"error": "server is busy, retry later"}
         assert busy.headers["retry-after"].isdigit()
-        assert waited < 1.0  # refused at once, not after the long reply
+        assert waited < 5.0  # refused at once, not after the ~10 s reply (a loose bound: a noisy machine)
         assert long.status_code == 200
 
 
