@@ -138,3 +138,22 @@ def test_a_full_queue_is_refused_at_once(tmp_path):
         run(flood())
     finally:
         engine.close()
+
+
+def test_long_prompts_arriving_together_join_in_bounded_prefills(demo_engine, monkeypatch):
+    monkeypatch.setattr(demo_engine.scheduler, "max_prefill_tokens", 256)  # as 8192 does for long histories
+    topics = ["rivers", "mountains", "deserts"]
+    prompts = [f"Here are some notes on {t}: " + "and so on, " * 30 + f"Summarize the notes on {t}." for t in topics]
+    lengths = [len(demo_engine.render_chat([{"role": "user", "content": p}])) for p in prompts]
+    assert max(lengths) * len(prompts) > 256 >= max(lengths)  # they cannot all share one prefill
+    solo = [run(generate(demo_engine, p, max_tokens=6))[0].text for p in prompts]
+    prefill_sizes = []
+    prefill = demo_engine.scheduler._prefill
+    monkeypatch.setattr(demo_engine.scheduler, "_prefill",
+                        lambda joining: (prefill_sizes.append(len(joining)), prefill(joining)))
+
+    async def together():
+        return await asyncio.gather(*(generate(demo_engine, p, max_tokens=6) for p in prompts))
+
+    assert [finished.text for finished, _ in run(together())] == solo
+    assert sum(prefill_sizes) == 3 and max(prefill_sizes) == 1

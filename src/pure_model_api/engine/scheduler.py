@@ -25,6 +25,10 @@ from pure_model_api.errors import GenerationCancelled, ServerBusy, ShuttingDown
 
 log = logging.getLogger(__name__)
 
+# Padded prompt tokens in one batched prefill. Sixteen short chats (about 40 tokens each) fit in
+# one; long histories join a few at a time, so running rows stall for one bounded prefill at most.
+MAX_PREFILL_TOKENS = 8192
+
 
 class Sequence:
     """One request while the engine works on it. Touched only by the inference thread,
@@ -107,6 +111,7 @@ class Scheduler:
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self.kv_token_budget = kv_token_budget
+        self.max_prefill_tokens = MAX_PREFILL_TOKENS
         self.batch = RunningBatch.empty(self.device)
         self.waiting: collections.deque[Sequence] = collections.deque()
         self.wakeup = threading.Condition()
@@ -175,16 +180,21 @@ class Scheduler:
         """Move waiting requests into the batch while slots and the KV token budget allow."""
         joining: list[Sequence] = []
         reserved = sum(s.reserved_tokens for s in self.batch.rows)
+        longest = 0
         while self.waiting and len(self.batch) + len(joining) < self.max_batch_size:
             candidate = self.waiting[0]
             if candidate.cancelled:
                 self.waiting.popleft().emit(GenerationCancelled())
                 continue
             fits = reserved + candidate.reserved_tokens <= self.kv_token_budget
+            padded = max(longest, len(candidate.prompt_ids)) * (len(joining) + 1)
+            if joining and padded > self.max_prefill_tokens:
+                break  # the rest join at the next step: one prefill stays bounded in time and memory
             if not fits and (self.batch.rows or joining):
                 break
             joining.append(self.waiting.popleft())
             reserved += candidate.reserved_tokens
+            longest = max(longest, len(candidate.prompt_ids))
         return joining
 
     @torch.inference_mode()
