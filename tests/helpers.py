@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -114,7 +113,3 @@ def sse_events(lines) -> list[tuple[str, dict | str]]:
             name = "message"
     return events
 
-
-def copy_model(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target)
-    return target

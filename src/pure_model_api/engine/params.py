@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -48,4 +48,3 @@ class Finished:
     completion_tokens: int
     time_to_first_token_s: float = 0.0
     time_per_output_token_s: float = 0.0
-    extra: dict = field(default_factory=dict)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 import logging
 import threading
 import time
@@ -34,8 +33,7 @@ class Sequence:
     """One request while the engine works on it. Touched only by the inference thread,
     except `cancelled`, which any thread may set."""
 
-    def __init__(self, request_id: int, prompt_ids: list[int], params: SamplingParams, emit, tokenizer):
-        self.request_id = request_id
+    def __init__(self, prompt_ids: list[int], params: SamplingParams, emit, tokenizer):
         self.prompt_ids = prompt_ids
         self.prompt_tensor = torch.tensor(prompt_ids, dtype=torch.long)
         self.params = params
@@ -116,7 +114,6 @@ class Scheduler:
         self.waiting: collections.deque[Sequence] = collections.deque()
         self.wakeup = threading.Condition()
         self.stopping = False
-        self.ids = itertools.count(1)
         self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
 
     # ---- caller side (event loop thread) ----
@@ -139,7 +136,7 @@ class Scheduler:
             except RuntimeError:  # the loop is closed: nobody is listening any more
                 pass
 
-        sequence = Sequence(next(self.ids), prompt_ids, params, emit, self.tokenizer)
+        sequence = Sequence(prompt_ids, params, emit, self.tokenizer)
         with self.wakeup:
             if self.stopping:
                 raise ShuttingDown()
