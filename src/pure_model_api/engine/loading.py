@@ -92,7 +92,9 @@ def load_model(name: str, device_name: str = "auto", dtype_name: str = "auto",
             f"cannot load model '{name}': {str(error).rstrip('.')}. Give a local directory with config, "
             f"weights and tokenizer, a .gguf file, or a Hugging Face id once it is in the Hugging Face cache "
             f"(huggingface-cli download {name}).") from error
-    model.to(device).eval()
+    if device_map is None:
+        model.to(device)
+    model.eval()
     if not getattr(tokenizer, "chat_template", None):
         raise ModelLoadError(f"model '{name}' has no chat template: an instruct/chat model is needed")
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, device=device, dtype=dtype,

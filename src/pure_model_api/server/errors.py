@@ -47,23 +47,32 @@ def describe_validation_errors(errors) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-async def parse_json_body(request: Request, model: type[BaseModel]) -> BaseModel:
-    """The body as `model`, whatever Content-Type the client sent; every fault is a 400."""
+def bad_request_from(errors) -> BadRequest:
+    """Pydantic's errors as one 400, its `param` the first field at fault."""
+    location = [str(p) for p in (errors[0].get("loc", ()) if errors else ()) if p != "body"]
+    return BadRequest(describe_validation_errors(errors), param=location[0] if location else None)
+
+
+async def parse_json_body(request: Request, model: type[BaseModel], *, body_optional: bool = False,
+                          defaults: dict | None = None) -> BaseModel:
+    """The body as `model`, whatever Content-Type the client sent, over `defaults` (e.g. the query
+    string); every fault is a 400."""
     raw = await request.body()
-    if not raw.strip():
+    data = dict(defaults or {})
+    if raw.strip():
+        try:
+            parsed = json.loads(raw)
+        except ValueError as error:
+            raise BadRequest("the request body is not valid JSON") from error
+        if not isinstance(parsed, dict):
+            raise BadRequest("the request body must be a JSON object")
+        data.update(parsed)
+    elif not body_optional:
         raise BadRequest("the request needs a JSON body")
-    try:
-        data = json.loads(raw)
-    except ValueError as error:
-        raise BadRequest("the request body is not valid JSON") from error
-    if not isinstance(data, dict):
-        raise BadRequest("the request body must be a JSON object")
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        errors = error.errors()
-        location = [str(p) for p in errors[0].get("loc", ())] if errors else []
-        raise BadRequest(describe_validation_errors(errors), param=location[0] if location else None) from error
+        raise bad_request_from(error.errors()) from error
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -73,11 +82,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError):
-        errors = error.errors()
-        bad = BadRequest(describe_validation_errors(errors))
-        location = [str(p) for p in (errors[0].get("loc", ()) if errors else ()) if p != "body"]
-        bad.param = location[0] if location else None
-        return error_response(request.url.path, bad)
+        return error_response(request.url.path, bad_request_from(error.errors()))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException):

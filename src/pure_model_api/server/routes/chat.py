@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
 
 from pure_model_api.engine.params import TextDelta
-from pure_model_api.errors import ApiError, BadRequest
+from pure_model_api.errors import ApiError
 from pure_model_api.protocol.chat import ChatRequest, ChatResponse, ResetRequest, Usage
-from pure_model_api.server.errors import describe_validation_errors, parse_json_body
+from pure_model_api.server.errors import parse_json_body
 from pure_model_api.server.streaming import cancel_on_disconnect, event_stream, primed, sse_event
 from pure_model_api.service import ChatResult
 
@@ -60,20 +58,8 @@ async def _chat_events(stream):
 @router.post("/reset")
 async def reset(request: Request):
     """Clear the default conversation, or the one named by session_id (JSON body or query)."""
-    raw = await request.body()
-    fields = dict(request.query_params)
-    if raw.strip():
-        try:
-            parsed = json.loads(raw)
-        except ValueError as error:
-            raise BadRequest("the request body is not valid JSON") from error
-        if not isinstance(parsed, dict):
-            raise BadRequest("the request body must be a JSON object")
-        fields.update(parsed)
-    try:
-        reset_request = ResetRequest.model_validate(fields)
-    except ValidationError as error:
-        raise BadRequest(describe_validation_errors(error.errors()), param="session_id") from error
+    reset_request = await parse_json_body(request, ResetRequest, body_optional=True,
+                                           defaults=dict(request.query_params))
     removed = await request.app.state.service.reset(request.state.owner, reset_request.session_id)
     return {"status": "success", "message": "conversation reset", "session_id": reset_request.session_id,
             "rounds_removed": removed}
