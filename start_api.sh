@@ -4,7 +4,7 @@
 #   ./start_api.sh --llama                     meta-llama/Llama-3.1-8B-Instruct
 #   ./start_api.sh --demo                      SmolLM2-135M-Instruct, bundled, runs on a CPU
 #   ./start_api.sh --model NAME [--port 8080]  any model id, directory or .gguf file
-# Other flags (--device, --host, --db, --api-key, ...) pass through to pure_model_api.py.
+# Other flags (--engine, --device, --host, --db, --api-key, ...) pass through to pure_model_api.py.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 usage() {
@@ -21,7 +21,9 @@ while (($#)); do
     --model) [ $# -ge 2 ] || usage; model="$2"; shift ;;
     -h|--help) usage ;;
     --port|--host|--device|--dtype|--db|--api-key|--cors-origins|--served-model-name|--system-prompt|\
-    --max-history-rounds|--max-batch-size|--max-queue|--kv-token-budget|--max-body-bytes|--shutdown-timeout|--log-level)
+    --max-history-rounds|--max-batch-size|--max-queue|--kv-token-budget|--max-body-bytes|--shutdown-timeout|--log-level|\
+    --engine|--max-model-len|--gpu-memory-utilization|--kv-cache-gb|--tensor-parallel-size|--pipeline-parallel-size|\
+    --distributed-executor-backend)
       [ $# -ge 2 ] || usage; passthrough+=("$1" "$2"); shift ;;
     *) echo "unknown option: $1" >&2; usage ;;
   esac

@@ -1,5 +1,8 @@
 """A load generator of the project's own: N concurrent clients, each sending streaming chat
-requests on sessions of its own, fixed prompts, fixed reply length, temperature 0."""
+requests on sessions of its own, fixed prompts, fixed reply length, temperature 0.
+
+`protocol="chat"` speaks the service's /chat (SSE); `protocol="openai"` speaks
+/v1/chat/completions, so the same load runs against vLLM's own OpenAI server."""
 
 from __future__ import annotations
 
@@ -33,30 +36,61 @@ class LoadResult:
         }
 
 
+async def stream_chat(client: httpx.AsyncClient, body: dict) -> tuple[float | None, int, str]:
+    """One streamed /chat request: (time of the first delta, completion tokens, reply)."""
+    first, tokens, parts, event = None, 0, [], None
+    async with client.stream("POST", "/chat", json={**body, "stream": True}) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}")
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                data = json.loads(line[5:])
+                if event == "delta":
+                    first = first or time.perf_counter()
+                    parts.append(data["delta"])
+                elif event == "done":
+                    tokens = data["usage"]["completion_tokens"]
+                elif event == "error":
+                    raise RuntimeError(data["error"])
+    return first, tokens, "".join(parts)
+
+
+async def stream_openai(client: httpx.AsyncClient, body: dict) -> tuple[float | None, int, str]:
+    """One streamed /v1/chat/completions request, as vLLM's own server takes it."""
+    first, tokens, parts = None, 0, []
+    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}")
+        async for line in response.aiter_lines():
+            if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                continue
+            data = json.loads(line[5:])
+            if data.get("usage"):
+                tokens = data["usage"]["completion_tokens"]
+            for choice in data.get("choices", []):
+                text = choice.get("delta", {}).get("content")
+                if text:
+                    first = first or time.perf_counter()
+                    parts.append(text)
+    return first, tokens, "".join(parts)
+
+
 async def one_request(client: httpx.AsyncClient, session: str, prompt: str, max_tokens: int,
-                      ignore_eos: bool, result: LoadResult) -> None:
-    body = {"message": prompt, "session_id": session, "temperature": 0, "max_tokens": max_tokens,
-            "stream": True, "ignore_eos": ignore_eos}
+                      ignore_eos: bool, result: LoadResult, protocol: str = "chat") -> None:
     started = time.perf_counter()
-    first = None
     try:
-        async with client.stream("POST", "/chat", json=body) as response:
-            if response.status_code != 200:
-                result.errors += 1
-                return
-            event = None
-            async for line in response.aiter_lines():
-                if line.startswith("event:"):
-                    event = line.split(":", 1)[1].strip()
-                elif line.startswith("data:"):
-                    if event == "delta" and first is None:
-                        first = time.perf_counter()
-                    elif event == "done":
-                        tokens = json.loads(line[5:])["usage"]["completion_tokens"]
-                    elif event == "error":
-                        result.errors += 1
-                        return
-    except httpx.HTTPError:
+        if protocol == "chat":
+            first, tokens, _ = await stream_chat(client, {
+                "message": prompt, "session_id": session, "temperature": 0, "max_tokens": max_tokens,
+                "ignore_eos": ignore_eos})
+        else:
+            first, tokens, _ = await stream_openai(client, {
+                "model": "demo", "messages": [{"role": "user", "content": prompt}], "temperature": 0,
+                "max_tokens": max_tokens, "ignore_eos": ignore_eos})
+    except (httpx.HTTPError, RuntimeError):
         result.errors += 1
         return
     finished = time.perf_counter()
@@ -68,7 +102,7 @@ async def one_request(client: httpx.AsyncClient, session: str, prompt: str, max_
 
 
 async def run_load(url: str, concurrency: int, requests_per_client: int, max_tokens: int,
-                   ignore_eos: bool = True) -> LoadResult:
+                   ignore_eos: bool = True, protocol: str = "chat") -> LoadResult:
     result = LoadResult(concurrency)
     run_id = uuid.uuid4().hex[:8]  # fresh sessions every run: no history grows between runs
     limits = httpx.Limits(max_connections=concurrency + 4)
@@ -77,7 +111,7 @@ async def run_load(url: str, concurrency: int, requests_per_client: int, max_tok
             for turn in range(requests_per_client):
                 prompt = PROMPTS[(index + turn) % len(PROMPTS)]
                 await one_request(client, f"load-{run_id}-{index}-{turn}", prompt, max_tokens, ignore_eos,
-                                  result)
+                                  result, protocol)
 
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(i) for i in range(concurrency)))
@@ -85,5 +119,6 @@ async def run_load(url: str, concurrency: int, requests_per_client: int, max_tok
     return result
 
 
-def load(url: str, concurrency: int, requests_per_client: int, max_tokens: int, ignore_eos: bool = True) -> dict:
-    return asyncio.run(run_load(url, concurrency, requests_per_client, max_tokens, ignore_eos)).summary()
+def load(url: str, concurrency: int, requests_per_client: int, max_tokens: int, ignore_eos: bool = True,
+         protocol: str = "chat") -> dict:
+    return asyncio.run(run_load(url, concurrency, requests_per_client, max_tokens, ignore_eos, protocol)).summary()

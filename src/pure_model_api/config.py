@@ -26,7 +26,10 @@ class Settings(BaseModel):
     model: str = Field("Qwen/Qwen2.5-7B-Instruct",
                        description="Hugging Face id, local model directory, .gguf file, or 'demo' (SmolLM2-135M)")
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
-    dtype: str = Field("auto", description="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16 or float16")
+    dtype: str = Field("auto", description="auto (transformers: bf16 on CUDA, fp32 on CPU; vLLM: its own choice), "
+                                           "float32, bfloat16 or float16")
+    engine: str = Field("auto", pattern=r"^(auto|vllm|transformers)$",
+                        description="auto (vLLM if installed for the device, else transformers), vllm or transformers")
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(5000, ge=0, le=65535, description="port to listen on")
     db: str = Field(default_factory=default_db_path,
@@ -36,6 +39,14 @@ class Settings(BaseModel):
     max_batch_size: int = Field(16, ge=1, description="requests decoded together")
     max_queue: int = Field(64, ge=0, description="requests waiting for a batch slot; beyond it, 503")
     kv_token_budget: int = Field(65536, ge=1, description="prompt+max_tokens summed over running requests")
+    max_model_len: int | None = Field(None, ge=1, description="vLLM: context length (default: the model's)")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vLLM on a GPU: fraction of its memory to use")
+    kv_cache_gb: float | None = Field(None, gt=0, description="vLLM: KV cache size in GiB (CPU default 2; "
+                                                               "GPU default: what --gpu-memory-utilization leaves)")
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM: GPUs each layer is split across")
+    pipeline_parallel_size: int = Field(1, ge=1, description="vLLM: pipeline stages (GPUs or nodes) the layers span")
+    distributed_executor_backend: str | None = Field(None, pattern=r"^(mp|ray|uni|external_launcher)$",
+                                                     description="vLLM: mp (one machine) or ray (several)")
     max_body_bytes: int = Field(1 << 20, ge=1, description="largest request body; beyond it, 413")
     shutdown_timeout: float = Field(30.0, ge=0, description="seconds in-flight requests get on SIGTERM")
     api_key: list[str] = Field(default_factory=list,

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from pure_model_api.conversations import ConversationStore, Round, fit_to_context, messages_of
+from pure_model_api.conversations.history import fit_step
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
 from pure_model_api.errors import BadRequest, ContextLengthExceeded, ModelLoading
 
@@ -94,7 +95,8 @@ class ChatService:
         yield ChatResult(message=message, response=finished.text, session_id=session_id, finish=finished)
 
     def _fit_prompt(self, engine, rounds: list[Round], message: str, max_tokens: int) -> list[int]:
-        """The newest rounds that fit the context beside the new message and max_tokens."""
+        """The newest rounds that fit the context beside the new message and max_tokens, starting
+        at a step of `fit_step` rounds so that the prompt's beginning stays put between turns."""
         limit = engine.context_length
         if max_tokens >= limit:
             raise BadRequest(f"max_tokens is {max_tokens}, beyond the model's context of {limit} tokens",
@@ -106,7 +108,7 @@ class ChatService:
             prompts[len(kept)] = ids
             return len(ids) + max_tokens <= limit
 
-        kept = fit_to_context(rounds, fits)
+        kept = fit_to_context(rounds, fits, fit_step(self.store.max_rounds))
         if kept is None:
             raise ContextLengthExceeded(
                 f"the message needs {len(prompts[0])} prompt tokens and max_tokens is {max_tokens}: together "

@@ -11,19 +11,19 @@ import httpx
 from helpers import ROOT, ServerProcess, free_port
 
 
-def test_a_restart_keeps_the_conversation(tmp_path):
+def test_a_restart_keeps_the_conversation(tmp_path, engine_name):
     db = tmp_path / "kept.sqlite3"
-    with ServerProcess(db=db) as server:
+    with ServerProcess(db=db, engine=engine_name) as server:
         httpx.post(server.url + "/chat", json={"message": "Remember the word 'pelican'.", "max_tokens": 8,
                                                "session_id": "kept"}, timeout=60)
     assert server.process.returncode == 0
-    with ServerProcess(db=db) as again:
+    with ServerProcess(db=db, engine=engine_name) as again:
         status = httpx.get(again.url + "/status", params={"session_id": "kept"}).json()
-        assert status["conversation_length"] == 2
+        assert status["conversation_length"] == 2 and status["engine"] == engine_name
 
 
-def test_sigterm_lets_in_flight_requests_finish_and_refuses_new_ones(tmp_path):
-    server = ServerProcess(db=tmp_path / "c.sqlite3").start()
+def test_sigterm_lets_in_flight_requests_finish_and_refuses_new_ones(tmp_path, engine_name):
+    server = ServerProcess(db=tmp_path / "c.sqlite3", engine=engine_name).start()
 
     async def scenario():
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
@@ -43,16 +43,17 @@ def test_sigterm_lets_in_flight_requests_finish_and_refuses_new_ones(tmp_path):
     assert refused in (503, "connection refused")
     assert server.process.wait(60) == 0
     server.log.close()
-    with ServerProcess(db=tmp_path / "c.sqlite3") as again:  # the finished round was stored
+    with ServerProcess(db=tmp_path / "c.sqlite3") as again:  # the finished round was stored (any engine reads it)
         assert httpx.get(again.url + "/status", params={"session_id": "late"}).json()["conversation_length"] == 2
 
 
-def test_a_full_queue_answers_503_at_once(tmp_path):
-    with ServerProcess("--max-batch-size", "1", "--max-queue", "0", db=tmp_path / "c.sqlite3") as server:
+def test_a_full_queue_answers_503_at_once(tmp_path, engine_name):
+    with ServerProcess("--max-batch-size", "1", "--max-queue", "0", db=tmp_path / "c.sqlite3",
+                       engine=engine_name) as server:
         async def flood():
             async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
                 long = asyncio.create_task(client.post("/chat", json={
-                    "message": "Tell me a story.", "max_tokens": 100, "ignore_eos": True, "session_id": "a"}))
+                    "message": "Tell me a story.", "max_tokens": 250, "ignore_eos": True, "session_id": "a"}))
                 await asyncio.sleep(1.0)
                 started = time.monotonic()
                 busy = await client.post("/chat", json={"message": "me too", "session_id": "b"})

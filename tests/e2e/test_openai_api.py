@@ -15,10 +15,10 @@ QUESTION = "What is the capital of France?"
 
 
 @pytest.fixture(scope="module")
-def keyed_server(tmp_path_factory):
-    db = tmp_path_factory.mktemp("keyed") / "c.sqlite3"
+def keyed_server(tmp_path_factory, engine_name):
+    db = tmp_path_factory.mktemp(f"keyed-{engine_name}") / "c.sqlite3"
     # keys from the environment, as a comma list (flags are covered in tests/unit/test_config.py)
-    server = ServerProcess("--served-model-name", "smol", "--cors-origins", ORIGIN,
+    server = ServerProcess("--served-model-name", "smol", "--cors-origins", ORIGIN, engine=engine_name,
                            db=db, env={"PURE_API_API_KEY": f"{KEY},{OTHER_KEY}"}).start()
     yield server
     server.stop()

@@ -118,9 +118,10 @@ def test_cancel_frees_the_slot(demo_engine):
 
 
 def test_a_full_queue_is_refused_at_once(tmp_path):
-    from pure_model_api.engine.engine import EngineOptions, InferenceEngine
+    from pure_model_api.engine.base import EngineOptions
+    from pure_model_api.engine.transformers_engine import TransformersEngine
 
-    engine = InferenceEngine.load("demo", "cpu", "auto", EngineOptions(max_batch_size=1, max_queue=1))
+    engine = TransformersEngine.load(EngineOptions(model="demo", device="cpu", max_batch_size=1, max_queue=1))
     try:
         async def flood():
             prompt = engine.render_chat([{"role": "user", "content": "hi"}])

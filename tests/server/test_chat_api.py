@@ -52,7 +52,8 @@ def test_sessions_are_separate_and_reset_by_name(client):
 
 
 def test_history_is_kept_to_the_last_rounds(tiny_models, tmp_path):
-    settings = Settings(model=str(tiny_models["llama"]), device="cpu", db=str(tmp_path / "c.sqlite3"),
+    settings = Settings(model=str(tiny_models["llama"]), device="cpu", engine="transformers",
+                        db=str(tmp_path / "c.sqlite3"),
                         max_history_rounds=3)
     with TestClient(create_app(settings)) as client:
         from conftest import wait_healthy

@@ -9,7 +9,8 @@ from pure_model_api.server.app import create_app
 
 def test_loading_then_ready(tiny_models, tmp_path, gated_loader):
     gate, loader = gated_loader
-    settings = Settings(model=str(tiny_models["qwen2"]), device="cpu", db=str(tmp_path / "c.sqlite3"))
+    settings = Settings(model=str(tiny_models["qwen2"]), device="cpu", engine="transformers",
+                        db=str(tmp_path / "c.sqlite3"))
     with TestClient(create_app(settings, engine_loader=loader)) as client:
         health = client.get("/health")
         assert health.status_code == 503 and health.json() == {"status": "loading"}
@@ -23,7 +24,8 @@ def test_loading_then_ready(tiny_models, tmp_path, gated_loader):
 
 
 def test_a_model_that_cannot_load_is_reported_not_raised(tmp_path):
-    settings = Settings(model=str(tmp_path / "missing.gguf"), device="cpu", db=str(tmp_path / "c.sqlite3"))
+    settings = Settings(model=str(tmp_path / "missing.gguf"), device="cpu", engine="transformers",
+                        db=str(tmp_path / "c.sqlite3"))
     with TestClient(create_app(settings)) as client:
         for _ in range(100):
             health = client.get("/health")
@@ -34,7 +36,8 @@ def test_a_model_that_cannot_load_is_reported_not_raised(tmp_path):
 
 
 def test_an_unavailable_device_is_a_clear_error(tiny_models, tmp_path):
-    settings = Settings(model=str(tiny_models["llama"]), device="cuda:7", db=str(tmp_path / "c.sqlite3"))
+    settings = Settings(model=str(tiny_models["llama"]), device="cuda:7", engine="transformers",
+                        db=str(tmp_path / "c.sqlite3"))
     with TestClient(create_app(settings)) as client:
         for _ in range(100):
             health = client.get("/health")

@@ -1,4 +1,5 @@
 from pure_model_api.conversations import Round, fit_to_context, messages_of
+from pure_model_api.conversations.history import drop_rounds, fit_step
 
 
 def rounds(n):
@@ -29,3 +30,24 @@ def test_none_when_even_the_bare_message_does_not_fit():
 
 def test_empty_history_fits_when_only_the_message_fits():
     assert fit_to_context(rounds(4), lambda kept: not kept) == []
+
+
+def test_with_a_step_the_history_starts_at_a_multiple_of_it():
+    history = rounds(20)
+    kept = fit_to_context(history, lambda kept: len(kept) <= 13, step=5)
+    assert kept == history[10:]  # 13 would fit, but the start moves in steps of 5
+    assert fit_to_context(history, lambda kept: len(kept) <= 3, step=5) == []
+
+
+def test_the_start_stays_put_while_a_conversation_grows_within_a_step():
+    budget = 12  # rounds that fit the context
+    starts = []
+    for n in range(12, 20):
+        kept = fit_to_context(rounds(n), lambda kept: len(kept) <= budget, step=5)
+        starts.append(n - len(kept))
+    assert starts == [0, 5, 5, 5, 5, 5, 10, 10]
+
+
+def test_steps_divide_the_drop_so_they_stay_aligned():
+    for window in (1, 2, 3, 5, 10, 20, 40):
+        assert drop_rounds(window) % fit_step(window) == 0 and 1 <= drop_rounds(window) <= window

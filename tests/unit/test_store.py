@@ -13,14 +13,19 @@ def test_rounds_survive_reopening(tmp_path):
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_only_the_newest_rounds_are_kept(tmp_path):
+def test_the_window_holds_at_most_20_rounds_and_drops_the_oldest_half_at_once(tmp_path):
     store = ConversationStore(tmp_path / "c.sqlite3", max_rounds=20)
-    for i in range(25):
+    kept_counts = []
+    for i in range(45):
         store.add_round("", "s", Round(f"q{i}", f"a{i}"))
+        kept_counts.append(len(store.rounds("", "s")))
+    assert max(kept_counts) == 20
+    assert kept_counts[:21] == [*range(1, 21), 11]  # the 21st round drops rounds 0-9 at once
+    assert kept_counts[21:31] == [*range(12, 21), 11]  # then the start stays put for 10 turns
     kept = store.rounds("", "s")
-    assert [r.user for r in kept] == [f"q{i}" for i in range(5, 25)]
+    assert [r.user for r in kept] == [f"q{i}" for i in range(30, 45)]  # newest, in order
     rows = sqlite3.connect(tmp_path / "c.sqlite3").execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
-    assert rows == 20  # trimmed on disk too, so a long conversation stays small
+    assert rows == 15  # trimmed on disk too, so a long conversation stays small
 
 
 def test_reset_clears_one_conversation_only(tmp_path):

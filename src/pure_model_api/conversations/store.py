@@ -2,7 +2,8 @@
 
 A conversation is named by (owner, session_id): the owner is derived from the API key, so one key
 never sees another key's conversations. Rows are rounds, stored only once their reply is complete.
-Only the newest `max_rounds` rounds of a conversation are kept.
+At most `max_rounds` rounds of a conversation are kept; past that, the oldest half of the window
+goes at once (history.py says why).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from pure_model_api.conversations.history import Round
+from pure_model_api.conversations.history import Round, drop_rounds
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rounds (
@@ -56,7 +57,8 @@ class ConversationStore:
 
     def add_round(self, owner: str, session_id: str, new_round: Round,
                   prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
-        """Store a completed round and forget what falls beyond the newest `max_rounds`."""
+        """Store a completed round; past `max_rounds`, drop the oldest `drop_rounds` at once."""
+        keep = self.max_rounds + 1 - drop_rounds(self.max_rounds)
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
@@ -64,10 +66,13 @@ class ConversationStore:
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (owner, session_id, new_round.user, new_round.assistant, prompt_tokens, completion_tokens,
                  time.time()))
-            self._db.execute(
-                "DELETE FROM rounds WHERE owner = ? AND session_id = ? AND id <= ("
-                "SELECT id FROM rounds WHERE owner = ? AND session_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (owner, session_id, owner, session_id, self.max_rounds))
+            count = self._db.execute("SELECT COUNT(*) FROM rounds WHERE owner = ? AND session_id = ?",
+                                     (owner, session_id)).fetchone()[0]
+            if count > self.max_rounds:
+                self._db.execute(
+                    "DELETE FROM rounds WHERE owner = ? AND session_id = ? AND id <= ("
+                    "SELECT id FROM rounds WHERE owner = ? AND session_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (owner, session_id, owner, session_id, keep))
 
     def reset(self, owner: str, session_id: str) -> int:
         """Forget a conversation; returns how many rounds it had."""

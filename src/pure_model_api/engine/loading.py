@@ -88,10 +88,7 @@ def load_model(name: str, device_name: str = "auto", dtype_name: str = "auto",
         device_map = str(device) if device.type == "cuda" else None
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map)
     except (OSError, ValueError) as error:
-        raise ModelLoadError(
-            f"cannot load model '{name}': {str(error).rstrip('.')}. Give a local directory with config, "
-            f"weights and tokenizer, a .gguf file, or a Hugging Face id once it is in the Hugging Face cache "
-            f"(huggingface-cli download {name}).") from error
+        raise cannot_load(name, error) from error
     if device_map is None:
         model.to(device)
     model.eval()
@@ -100,6 +97,26 @@ def load_model(name: str, device_name: str = "auto", dtype_name: str = "auto",
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, device=device, dtype=dtype,
                        context_length=context_length_of(model.config, tokenizer),
                        eos_ids=end_of_turn_ids(model, tokenizer), pad_id=pad_id_of(tokenizer))
+
+
+def cannot_load(name: str, error: Exception) -> ModelLoadError:
+    return ModelLoadError(
+        f"cannot load model '{name}': {str(error).rstrip('.')}. Give a local directory with config, "
+        f"weights and tokenizer, a .gguf file, or a Hugging Face id once it is in the Hugging Face cache "
+        f"(huggingface-cli download {name}).")
+
+
+def load_chat_tokenizer(name: str, source: str):
+    """The model's tokenizer, which must carry a chat template."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise cannot_load(name, error) from error
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelLoadError(f"model '{name}' has no chat template: an instruct/chat model is needed")
+    return tokenizer
 
 
 def model_source(name: str, cache_dir: Path | None) -> str:
@@ -151,8 +168,22 @@ def context_length_of(config, tokenizer) -> int:
 
 
 def end_of_turn_ids(model, tokenizer) -> set[int]:
+    return _end_of_turn_ids(getattr(model.generation_config, "eos_token_id", None), tokenizer)
+
+
+def end_of_turn_ids_of_tokenizer(tokenizer, source: str) -> set[int]:
+    """The same set as `end_of_turn_ids`, for an engine that loads the weights itself."""
+    from transformers import GenerationConfig
+
+    try:
+        configured = GenerationConfig.from_pretrained(source).eos_token_id
+    except OSError:  # no generation_config.json
+        configured = None
+    return _end_of_turn_ids(configured, tokenizer)
+
+
+def _end_of_turn_ids(configured, tokenizer) -> set[int]:
     ids: set[int] = set()
-    configured = getattr(model.generation_config, "eos_token_id", None)
     ids.update(configured if isinstance(configured, list) else [configured] if configured is not None else [])
     if tokenizer.eos_token_id is not None:
         ids.add(tokenizer.eos_token_id)

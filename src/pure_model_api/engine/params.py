@@ -48,3 +48,4 @@ class Finished:
     completion_tokens: int
     time_to_first_token_s: float = 0.0
     time_per_output_token_s: float = 0.0
+    cached_tokens: int = 0  # prompt tokens whose KV cache the engine reused (0 where it cannot tell)

@@ -16,7 +16,7 @@ import time
 import torch
 from transformers import DynamicCache
 
-from pure_model_api.engine.batch import RunningBatch, left_padded
+from pure_model_api.engine.batch import RunningBatch, cache_keyword_of, left_padded
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
 from pure_model_api.engine.sampling import choose_next_tokens, make_generator
 from pure_model_api.engine.text import IncrementalDecoder, StopStringFilter
@@ -103,6 +103,7 @@ class Scheduler:
         self.model = model
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
+        self.cache_keyword = cache_keyword_of(model)
         self.eos_ids = eos_ids
         self.pad_id = pad_id
         self.context_length = context_length
@@ -198,7 +199,7 @@ class Scheduler:
     def _prefill(self, joining: list[Sequence]) -> None:
         inputs = left_padded([s.prompt_ids for s in joining], self.pad_id, self.device)
         cache = DynamicCache()
-        logits = self.model(**inputs, cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        logits = self.model(**inputs, **{self.cache_keyword: cache}, use_cache=True, logits_to_keep=1).logits[:, -1]
         first_tokens = choose_next_tokens(logits, joining)
         newcomers = RunningBatch(joining, cache, inputs["attention_mask"],
                                  inputs["attention_mask"].sum(dim=1),
@@ -209,7 +210,7 @@ class Scheduler:
 
     @torch.inference_mode()
     def _decode_step(self) -> None:
-        logits = self.model(**self.batch.decode_inputs(), use_cache=True).logits[:, -1]
+        logits = self.model(**self.batch.decode_inputs(self.cache_keyword), use_cache=True).logits[:, -1]
         tokens = choose_next_tokens(logits, self.batch.rows)
         self.batch.next_tokens = torch.tensor(tokens, dtype=torch.long, device=self.device)
         keep = [i for i, (s, t) in enumerate(zip(self.batch.rows, tokens)) if self._accept(s, t)]

@@ -58,6 +58,7 @@ class ResetRequest(BaseModel):
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens whose KV cache the engine reused
 
 
 class ChatResponse(BaseModel):

