@@ -29,6 +29,8 @@ import httpx
 from common import ROOT, Server, dump_json, free_port, print_table
 from load import load, stream_chat, stream_openai
 
+RESULTS = ROOT / "benchmarks" / "results"
+
 QUESTIONS = [
     "Tell me about the history of the bicycle.", "What happened next in that story?",
     "Explain it again, more simply.", "Give me three examples.", "Which of those is the oldest?",
@@ -135,16 +137,17 @@ def main() -> int:
         servers.append(own)
         targets["vllm-own-server"] = (own.url, "openai")
         for engine in args.engines:
-            server = Server("--engine", engine)
+            RESULTS.mkdir(exist_ok=True)
+            server = Server("--engine", engine, log=RESULTS / f"server-{engine}.log")
             servers.append(server)
             targets[f"service-{engine}"] = (server.url, "chat")
         tables = [row for c in args.concurrency for row in throughput(targets, c, args.rounds, 128)]
+        print_table(tables, ["target", "clients", "tokens_per_s", "ttft_p50_s", "errors", "best_tokens_per_s"])
         ttft = asyncio.run(conversation(targets, args.turns, 120))
     finally:
         for server in servers:
             server.stop()
     verdict = conversation_verdict(ttft, "vllm-own-server")
-    print_table(tables, ["target", "clients", "tokens_per_s", "ttft_p50_s", "errors", "best_tokens_per_s"])
     print()
     print_table([{"turn": i + 1, **{k: v[i] for k, v in ttft.items()}} for i in range(args.turns)],
                 ["turn", *ttft])

@@ -61,13 +61,13 @@ def free_port() -> int:
 class Server:
     """The service as users run it: `python pure_model_api.py --model demo`, on a free port."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, log: Path | None = None):
         self.url = f"http://127.0.0.1:{free_port()}"
         port = self.url.rsplit(":", 1)[1]
         command = [sys.executable, str(ROOT / "pure_model_api.py"), "--model", "demo", "--port", port,
                    "--db", ":memory:", "--log-level", "warning", *args]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        env={**os.environ})
+        output = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - the process keeps it
+        self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ})
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             try:

@@ -1,7 +1,8 @@
-"""The chat service: history -> prompt -> engine -> stored round.
+"""The chat service: conversation -> prompt -> engine -> stored turn.
 
 Calls on one conversation run one after the other, in arrival order (a FIFO lock per
 conversation); calls on different conversations never wait for each other's bookkeeping.
+A turn is stored only when its reply is complete: a failed or cancelled generation stores nothing.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
-from pure_model_api.conversations import ConversationStore, Round, fit_to_context, messages_of
+from pure_model_api.conversations import ConversationStore, Message, fit_to_context, group_rounds, messages_of
 from pure_model_api.conversations.history import fit_step
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
 from pure_model_api.errors import BadRequest, ContextLengthExceeded, ModelLoading
@@ -24,6 +25,32 @@ class ChatResult:
     response: str
     session_id: str
     finish: Finished
+
+
+@dataclass
+class Turn:
+    """One generation on stored state: the history is conversation `conversation_id` or the
+    chain of responses ending at `previous_response_id` (or nothing); `inputs` are the new items."""
+
+    owner: str
+    inputs: list[Message]
+    params: SamplingParams
+    conversation_id: str | None = None
+    previous_response_id: str | None = None
+    system: str | None = None
+    truncate: bool = True  # drop the oldest rounds to fit the context, else a 400
+    output_id: str = ""
+    build_response: Callable[[Finished, int], dict] | None = None  # (finished, rounds dropped) -> response body
+    store_response: bool = False  # keep the response body (and its items) for later retrieval
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    finish: Finished
+    output: Message
+    response: dict | None = None
+    rounds_dropped: int = 0
+    stored: list[Message] = field(default_factory=list)
 
 
 class GenerationObserver:
@@ -78,42 +105,71 @@ class ChatService:
 
     async def chat_stream(self, owner: str, session_id: str, message: str,
                           params: SamplingParams) -> AsyncIterator[TextDelta | ChatResult]:
-        """Text deltas, then the ChatResult. The round is stored only when the reply completes."""
+        """Text deltas, then the ChatResult."""
+        turn = Turn(owner, [Message("user", message)], params, conversation_id=session_id, system=self.system_prompt)
+        async with contextlib.aclosing(self.turn_stream(turn)) as events:
+            async for event in events:
+                if isinstance(event, TurnResult):
+                    yield ChatResult(message=message, response=event.finish.text, session_id=session_id,
+                                     finish=event.finish)
+                else:
+                    yield event
+
+    # ---- any turn on stored state (/chat, the Responses API) ----
+    async def turn_stream(self, turn: Turn) -> AsyncIterator[TextDelta | TurnResult]:
+        """Text deltas, then the TurnResult once the turn is stored."""
         engine = self.require_engine()
-        async with self.locks.hold((owner, session_id)):
-            rounds = await asyncio.to_thread(self.store.rounds, owner, session_id)
-            prompt_ids = await asyncio.to_thread(self._fit_prompt, engine, rounds, message, params.max_tokens)
+        lock_key = (turn.owner, turn.conversation_id or f"response:{turn.previous_response_id}")
+        async with self.locks.hold(lock_key):
+            history = await asyncio.to_thread(self._history, turn)
+            prompt_ids, dropped = await asyncio.to_thread(self.fit_prompt, engine, group_rounds(history), turn)
             finished = None
-            async with contextlib.aclosing(self.stream(self.submit(prompt_ids, params))) as events:
+            async with contextlib.aclosing(self.stream(self.submit(prompt_ids, turn.params))) as events:
                 async for event in events:
                     if isinstance(event, Finished):
                         finished = event
                     else:
                         yield event
-            await asyncio.to_thread(self.store.add_round, owner, session_id, Round(message, finished.text),
-                                    finished.prompt_tokens, finished.completion_tokens)
-        yield ChatResult(message=message, response=finished.text, session_id=session_id, finish=finished)
+            output = Message("assistant", finished.text, id=turn.output_id)
+            response = turn.build_response(finished, dropped) if turn.build_response else None
+            stored = []
+            kept = response if turn.store_response else None
+            if turn.conversation_id is not None or kept is not None:
+                stored = await asyncio.to_thread(self.store.add_turn, turn.owner, turn.conversation_id,
+                                                 turn.inputs, [output], kept)
+        yield TurnResult(finish=finished, output=output, response=response, rounds_dropped=dropped, stored=stored)
 
-    def _fit_prompt(self, engine, rounds: list[Round], message: str, max_tokens: int) -> list[int]:
-        """The newest rounds that fit the context beside the new message and max_tokens, starting
-        at a step of `fit_step` rounds so that the prompt's beginning stays put between turns."""
-        limit = engine.context_length
+    def _history(self, turn: Turn) -> list[Message]:
+        if turn.conversation_id is not None:
+            return self.store.messages(turn.owner, turn.conversation_id)
+        if turn.previous_response_id is not None:
+            return self.store.chain(turn.owner, turn.previous_response_id)
+        return []
+
+    def fit_prompt(self, engine, rounds: list, turn: Turn) -> tuple[list[int], int]:
+        """The prompt, and how many of the oldest rounds it leaves out to fit the context beside
+        max_tokens. History starts at a step of `fit_step` rounds, so the prompt's beginning stays
+        put between turns; without `truncate`, history that does not fit is a 400."""
+        limit, max_tokens = engine.context_length, turn.params.max_tokens
         if max_tokens >= limit:
             raise BadRequest(f"max_tokens is {max_tokens}, beyond the model's context of {limit} tokens",
                              param="max_tokens")
+        new = [m.as_chat() for m in turn.inputs]
         prompts: dict[int, list[int]] = {}
 
-        def fits(kept: list[Round]) -> bool:
-            ids = engine.render_chat(messages_of(kept, self.system_prompt, message))
+        def fits(kept: list) -> bool:
+            ids = engine.render_chat(messages_of(kept, turn.system, new))
             prompts[len(kept)] = ids
             return len(ids) + max_tokens <= limit
 
-        kept = fit_to_context(rounds, fits, fit_step(self.store.max_rounds))
+        kept = fit_to_context(rounds, fits, fit_step(self.store.max_rounds)) if turn.truncate else (
+            rounds if fits(rounds) else None)
         if kept is None:
+            length = prompts[0] if turn.truncate else prompts[len(rounds)]
             raise ContextLengthExceeded(
-                f"the message needs {len(prompts[0])} prompt tokens and max_tokens is {max_tokens}: together "
-                f"{len(prompts[0]) + max_tokens}, beyond the model's context of {limit} tokens")
-        return prompts[len(kept)]
+                f"the input needs {len(length)} prompt tokens and max_tokens is {max_tokens}: together "
+                f"{len(length) + max_tokens}, beyond the model's context of {limit} tokens")
+        return prompts[len(kept)], len(rounds) - len(kept)
 
     # ---- shared by every surface ----
     def submit(self, prompt_ids: list[int], params: SamplingParams):
@@ -141,4 +197,4 @@ class ChatService:
 
     async def conversation_length(self, owner: str, session_id: str) -> int:
         """Messages (not rounds) in the conversation: 4 after two exchanges."""
-        return 2 * len(await asyncio.to_thread(self.store.rounds, owner, session_id))
+        return len(await asyncio.to_thread(self.store.messages, owner, session_id))

@@ -74,7 +74,7 @@ def test_a_fault_after_the_stream_began_is_an_error_event_and_stores_nothing(cli
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(client.app.state.store, "add_round", broken)
+    monkeypatch.setattr(client.app.state.store, "add_turn", broken)
     with client.stream("POST", "/chat", json={"message": "hi", "max_tokens": 4, "stream": True,
                                               "ignore_eos": True}) as response:
         assert response.status_code == 200

@@ -68,7 +68,7 @@ def test_an_internal_fault_is_a_500_without_a_traceback_and_stores_nothing(clien
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(store, "add_round", broken)
+    monkeypatch.setattr(store, "add_turn", broken)
     response = client.post("/chat", json={"message": "hi", "max_tokens": 2})
     assert response.status_code == 500
     assert response.json() == {"error": "internal server error; see the server log"}

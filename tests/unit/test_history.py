@@ -1,16 +1,22 @@
-from pure_model_api.conversations import Round, fit_to_context, messages_of
+from pure_model_api.conversations import Message, fit_to_context, group_rounds, messages_of
 from pure_model_api.conversations.history import drop_rounds, fit_step
 
 
 def rounds(n):
-    return [Round(f"question {i}", f"answer {i}") for i in range(n)]
+    return [[Message("user", f"question {i}"), Message("assistant", f"answer {i}")] for i in range(n)]
 
 
 def test_messages_alternate_and_end_with_the_new_message():
-    messages = messages_of(rounds(2), system_prompt="be brief", new_message="next")
+    messages = messages_of(rounds(2), system_prompt="be brief", new_messages=[{"role": "user", "content": "next"}])
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert messages[-1]["content"] == "next"
-    assert messages_of([], None, "hi") == [{"role": "user", "content": "hi"}]
+    assert messages_of([], None, [{"role": "user", "content": "hi"}]) == [{"role": "user", "content": "hi"}]
+
+
+def test_rounds_start_at_user_messages():
+    items = [Message("system", "s"), Message("user", "a"), Message("assistant", "b"), Message("user", "c"),
+             Message("user", "d"), Message("assistant", "e")]
+    assert [[m.text for m in r] for r in group_rounds(items)] == [["s", "a", "b"], ["c"], ["d", "e"]]
 
 
 def test_everything_is_kept_when_it_fits():

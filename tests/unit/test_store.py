@@ -1,52 +1,104 @@
 import sqlite3
 
-from pure_model_api.conversations import ConversationStore, Round
+from pure_model_api.conversations import ConversationStore, Message
 
 
-def test_rounds_survive_reopening(tmp_path):
+def turn(store, owner, cid, user, reply, response=None):
+    return store.add_turn(owner, cid, [Message("user", user)], [Message("assistant", reply)], response)
+
+
+def texts(store, owner, cid):
+    return [(m.role, m.text) for m in store.messages(owner, cid)]
+
+
+def test_turns_survive_reopening(tmp_path):
     path = tmp_path / "c.sqlite3"
     store = ConversationStore(path)
-    store.add_round("", "s1", Round("hello", "hi there"))
+    turn(store, "", "s1", "hello", "hi there")
     store.close()
     reopened = ConversationStore(path)
-    assert reopened.rounds("", "s1") == [Round("hello", "hi there")]
+    assert texts(reopened, "", "s1") == [("user", "hello"), ("assistant", "hi there")]
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_version_1_database_is_migrated_with_its_rounds(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript("""CREATE TABLE rounds (id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL,
+        session_id TEXT NOT NULL, user_message TEXT NOT NULL, reply TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL);
+        INSERT INTO rounds (owner, session_id, user_message, reply, created_at) VALUES ('', 'old', 'q1', 'a1', 1.0);
+        INSERT INTO rounds (owner, session_id, user_message, reply, created_at) VALUES ('', 'old', 'q2', 'a2', 2.0);""")
+    old.commit()
+    old.close()
+    store = ConversationStore(path)
+    assert texts(store, "", "old") == [("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2")]
+    store.close()
+    assert texts(ConversationStore(path), "", "old")[-1] == ("assistant", "a2")  # migrated once, not twice
 
 
 def test_the_window_holds_at_most_20_rounds_and_drops_the_oldest_half_at_once(tmp_path):
     store = ConversationStore(tmp_path / "c.sqlite3", max_rounds=20)
     kept_counts = []
     for i in range(45):
-        store.add_round("", "s", Round(f"q{i}", f"a{i}"))
-        kept_counts.append(len(store.rounds("", "s")))
+        turn(store, "", "s", f"q{i}", f"a{i}")
+        kept_counts.append(len(store.messages("", "s")) // 2)
     assert max(kept_counts) == 20
     assert kept_counts[:21] == [*range(1, 21), 11]  # the 21st round drops rounds 0-9 at once
     assert kept_counts[21:31] == [*range(12, 21), 11]  # then the start stays put for 10 turns
-    kept = store.rounds("", "s")
-    assert [r.user for r in kept] == [f"q{i}" for i in range(30, 45)]  # newest, in order
-    rows = sqlite3.connect(tmp_path / "c.sqlite3").execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
-    assert rows == 15  # trimmed on disk too, so a long conversation stays small
+    kept = [text for role, text in texts(store, "", "s") if role == "user"]
+    assert kept == [f"q{i}" for i in range(30, 45)]  # newest, in order
+    rows = sqlite3.connect(tmp_path / "c.sqlite3").execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    assert rows == 30  # trimmed on disk too, so a long conversation stays small
 
 
 def test_reset_clears_one_conversation_only(tmp_path):
     store = ConversationStore(":memory:")
-    store.add_round("", "a", Round("1", "one"))
-    store.add_round("", "b", Round("2", "two"))
+    turn(store, "", "a", "1", "one")
+    turn(store, "", "b", "2", "two")
     assert store.reset("", "a") == 1
-    assert store.rounds("", "a") == []
-    assert store.rounds("", "b") == [Round("2", "two")]
+    assert store.messages("", "a") == []
+    assert texts(store, "", "b") == [("user", "2"), ("assistant", "two")]
     assert store.count_conversations() == 1
 
 
-def test_owners_never_see_each_others_conversations():
+def test_owners_never_see_each_others_conversations_or_responses():
     store = ConversationStore(":memory:")
-    store.add_round("key-a", "shared-name", Round("secret", "kept"))
-    assert store.rounds("key-b", "shared-name") == []
+    turn(store, "key-a", "shared-name", "secret", "kept", response={"id": "resp_1", "object": "response"})
+    assert store.messages("key-b", "shared-name") == []
     assert store.reset("key-b", "shared-name") == 0
-    assert store.rounds("key-a", "shared-name") == [Round("secret", "kept")]
+    assert store.conversation("key-b", "shared-name") is None
+    assert store.response("key-b", "resp_1") is None and not store.delete_response("key-b", "resp_1")
+    assert store.chain("key-b", "resp_1") == []
+    assert texts(store, "key-a", "shared-name") == [("user", "secret"), ("assistant", "kept")]
+
+
+def test_a_chain_of_responses_is_its_history_in_order():
+    store = ConversationStore(":memory:")
+    store.add_turn("", None, [Message("user", "one")], [Message("assistant", "1")], {"id": "r1"})
+    store.add_turn("", None, [Message("user", "two")], [Message("assistant", "2")],
+                   {"id": "r2", "previous_response_id": "r1"})
+    assert [m.text for m in store.chain("", "r2")] == ["one", "1", "two", "2"]
+    assert [m.text for m in store.response_items("", "r2", output=False)] == ["two"]
+    assert store.delete_response("", "r1")
+    assert [m.text for m in store.chain("", "r2")] == ["two", "2"]
+
+
+def test_deleting_an_item_or_conversation_keeps_the_response_record():
+    store = ConversationStore(":memory:")
+    created = store.create_conversation("", {"topic": "x"}, [Message("user", "first")])
+    cid = created["id"]
+    stored = store.add_turn("", cid, [Message("user", "q")], [Message("assistant", "a")], {"id": "r1"})
+    assert [m.text for m in store.messages("", cid)] == ["first", "q", "a"]
+    assert store.delete_item("", cid, stored[0].id)
+    assert [m.text for m in store.messages("", cid)] == ["first", "a"]
+    assert [m.text for m in store.response_items("", "r1", output=False)] == ["q"]
+    assert store.delete_conversation("", cid) and store.conversation("", cid) is None
+    assert store.response("", "r1") == {"id": "r1"}
 
 
 def test_unicode_round_trips(tmp_path):
     store = ConversationStore(tmp_path / "c.sqlite3")
-    store.add_round("", "zh", Round("你好！", "你好 👋"))
-    assert store.rounds("", "zh") == [Round("你好！", "你好 👋")]
+    turn(store, "", "zh", "你好！", "你好 👋")
+    assert texts(store, "", "zh") == [("user", "你好！"), ("assistant", "你好 👋")]

@@ -1,4 +1,7 @@
-"""Rounds, and the rules for how much of a conversation a prompt carries.
+"""Messages, rounds, and the rules for how much of a conversation a prompt carries.
+
+A conversation is a list of message items. A round starts at a user message and holds what
+follows it up to the next user message (on /chat: the message and its reply).
 
 Two limits apply, and both move the start of the history in steps, not one round at a time, so
 that a conversation's prompt keeps the same beginning for many turns (an engine's prefix cache
@@ -16,15 +19,40 @@ again whole every turn):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+ROLES = ("system", "developer", "user", "assistant")
 
 
 @dataclass(frozen=True)
-class Round:
-    """One user message and the reply to it."""
+class Message:
+    """One stored message item."""
 
-    user: str
-    assistant: str
+    role: str
+    text: str
+    id: str = ""
+    response_id: str | None = None
+    created_at: float = 0.0
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def as_chat(self) -> dict:
+        return {"role": "system" if self.role == "developer" else self.role, "content": self.text}
+
+
+Round = list[Message]
+
+
+def group_rounds(messages: list[Message]) -> list[Round]:
+    """Split a conversation into rounds, each starting at a user message (anything before the
+    first user message belongs to the first round)."""
+    rounds: list[Round] = []
+    for message in messages:
+        opens = message.role == "user" and (not rounds or any(m.role == "user" for m in rounds[-1]))
+        if opens or not rounds:
+            rounds.append([message])
+        else:
+            rounds[-1].append(message)
+    return rounds
 
 
 def drop_rounds(max_rounds: int) -> int:
@@ -39,16 +67,16 @@ def fit_step(max_rounds: int) -> int:
     return drop // 2 if drop % 2 == 0 else drop
 
 
-def messages_of(rounds: list[Round], system_prompt: str | None = None, new_message: str | None = None) -> list[dict]:
+def messages_of(rounds: list[Round], system_prompt: str | None = None, new_messages: list[dict] | None = None,
+                ) -> list[dict]:
+    """Chat-template messages: the system prompt, the rounds, then the new messages."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     for r in rounds:
-        messages += [{"role": "user", "content": r.user}, {"role": "assistant", "content": r.assistant}]
-    if new_message is not None:
-        messages.append({"role": "user", "content": new_message})
-    return messages
+        messages += [m.as_chat() for m in r]
+    return messages + list(new_messages or [])
 
 
-def fit_to_context(rounds: list[Round], fits: Callable[[list[Round]], bool], step: int = 1) -> list[Round] | None:
+def fit_to_context(rounds: list, fits: Callable[[list], bool], step: int = 1) -> list | None:
     """The newest rounds for which `fits` holds, starting at a multiple of `step` (or none at all),
     or None when even no history fits. `fits` is monotone: fewer rounds never make a prompt longer,
     so bisect over the allowed starts."""

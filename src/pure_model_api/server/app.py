@@ -19,7 +19,7 @@ from pure_model_api.errors import ModelLoadError
 from pure_model_api.server.errors import install_error_handlers
 from pure_model_api.server.gate import Gate
 from pure_model_api.server.metrics import Metrics, RequestCounter
-from pure_model_api.server.routes import chat, openai, ops
+from pure_model_api.server.routes import chat, conversations, openai, ops, responses
 from pure_model_api.service import ChatService
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def create_app(settings: Settings, engine_loader: Callable[[Settings], object] =
     app.state.service = None
     app.state.metrics = None
     install_error_handlers(app)
-    for router in (chat.router, openai.router, ops.router):
+    for router in (chat.router, openai.router, responses.router, conversations.router, ops.router):
         app.include_router(router)
     # The last added runs first: CORS answers preflights before anything asks for a key, and the
     # counter sees the gate's refusals (401, 413, 503) too.

@@ -1,0 +1,144 @@
+"""The Responses API: /v1/responses, stateful through previous_response_id or a conversation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+
+from fastapi import APIRouter, Query, Request
+
+from pure_model_api.conversations import Message
+from pure_model_api.conversations.store import new_id, page_of
+from pure_model_api.engine.params import TextDelta
+from pure_model_api.errors import ApiError, ModelNotFound, NotFound
+from pure_model_api.protocol.responses import (
+    ResponseRequest,
+    item_object,
+    list_object,
+    now,
+    response_object,
+    status_of,
+)
+from pure_model_api.server.errors import parse_json_body
+from pure_model_api.server.streaming import cancel_on_disconnect, event_stream, primed, sse_event
+from pure_model_api.service import Turn, TurnResult
+
+router = APIRouter(prefix="/v1")
+log = logging.getLogger(__name__)
+
+PAGE_LIMIT = Query(20, ge=1, le=100)
+PAGE_ORDER = Query("desc", pattern="^(asc|desc)$")
+
+
+@router.post("/responses", response_model=None)
+async def create_response(request: Request):
+    body = await parse_json_body(request, ResponseRequest)
+    if body.model not in request.app.state.settings.model_names:
+        raise ModelNotFound(body.model)
+    body.check_supported()
+    service, owner = request.app.state.service, request.state.owner
+    engine = service.require_engine()
+    await _check_state_exists(service.store, owner, body)
+    response_id, created_at, output_id = new_id("resp"), now(), new_id("msg")
+
+    def build(finished, _dropped: int) -> dict:
+        output = [item_object(Message("assistant", finished.text, id=output_id))]
+        return response_object(body, response_id, created_at, status=status_of(finished), output=output,
+                               finished=finished)
+
+    turn = Turn(owner, body.input_messages(), body.sampling_params(engine.context_length),
+                conversation_id=body.conversation_id, previous_response_id=body.previous_response_id,
+                system=body.instructions, truncate=body.truncation == "auto", output_id=output_id,
+                build_response=build, store_response=body.store)
+    if body.stream:
+        stream = await primed(service.turn_stream(turn))
+        return event_stream(_events(stream, body, response_id, created_at, output_id))
+    result = await cancel_on_disconnect(request, _last(service.turn_stream(turn)))
+    return result.response
+
+
+async def _check_state_exists(store, owner: str, body: ResponseRequest) -> None:
+    if body.conversation_id is not None:
+        if await asyncio.to_thread(store.conversation, owner, body.conversation_id) is None:
+            raise NotFound(f"conversation '{body.conversation_id}' not found", param="conversation")
+    if body.previous_response_id is not None:
+        if await asyncio.to_thread(store.response, owner, body.previous_response_id) is None:
+            raise NotFound(f"response '{body.previous_response_id}' not found", param="previous_response_id")
+
+
+async def _last(turns) -> TurnResult:
+    async with contextlib.aclosing(turns) as events:
+        async for event in events:
+            if isinstance(event, TurnResult):
+                return event
+
+
+async def _events(stream, body: ResponseRequest, response_id: str, created_at: float, output_id: str):
+    """The documented event sequence, each event with its type and sequence number."""
+    numbers = itertools.count()
+    where = {"item_id": output_id, "output_index": 0, "content_index": 0}
+
+    def event(kind: str, **fields) -> str:
+        return sse_event({"type": kind, "sequence_number": next(numbers), **fields}, event=kind)
+
+    def part(text: str) -> dict:
+        return {"type": "output_text", "text": text, "annotations": []}
+
+    started = response_object(body, response_id, created_at, status="in_progress", output=[])
+    yield event("response.created", response=started)
+    yield event("response.in_progress", response=started)
+    yield event("response.output_item.added", output_index=0,
+                item=item_object(Message("assistant", "", id=output_id), status="in_progress"))
+    yield event("response.content_part.added", **where, part=part(""))
+    async with contextlib.aclosing(stream) as items:
+        try:
+            async for item in items:
+                if isinstance(item, TextDelta):
+                    yield event("response.output_text.delta", **where, delta=item.text, logprobs=[])
+                    continue
+                text = item.finish.text
+                yield event("response.output_text.done", **where, text=text, logprobs=[])
+                yield event("response.content_part.done", **where, part=part(text))
+                yield event("response.output_item.done", output_index=0, item=item.response["output"][0])
+                done = "response.completed" if item.response["status"] == "completed" else "response.incomplete"
+                yield event(done, response=item.response)
+        except Exception as error:  # noqa: BLE001 - the client gets response.failed; nothing was stored
+            if not isinstance(error, ApiError):
+                log.exception("response stream failed")
+                error = ApiError("internal server error; see the server log")
+            failed = response_object(body, response_id, created_at, status="failed", output=[],
+                                     error={"code": error.code or "server_error", "message": error.message})
+            yield event("response.failed", response=failed)
+
+
+@router.get("/responses/{response_id}")
+async def get_response(response_id: str, request: Request):
+    return await _stored_response(request, response_id)
+
+
+@router.delete("/responses/{response_id}")
+async def delete_response(response_id: str, request: Request):
+    store = request.app.state.service.store
+    if not await asyncio.to_thread(store.delete_response, request.state.owner, response_id):
+        raise NotFound(f"response '{response_id}' not found", param="response_id")
+    return {"id": response_id, "object": "response.deleted", "deleted": True}
+
+
+@router.get("/responses/{response_id}/input_items")
+async def input_items(response_id: str, request: Request, after: str | None = None, limit: int = PAGE_LIMIT,
+                      order: str = PAGE_ORDER):
+    await _stored_response(request, response_id)
+    store = request.app.state.service.store
+    items = await asyncio.to_thread(store.input_items, request.state.owner, response_id)
+    page, has_more = page_of(items, after, limit, order)
+    return list_object([item_object(m) for m in page], has_more)
+
+
+async def _stored_response(request: Request, response_id: str) -> dict:
+    store = request.app.state.service.store
+    response = await asyncio.to_thread(store.response, request.state.owner, response_id)
+    if response is None:
+        raise NotFound(f"response '{response_id}' not found", param="response_id")
+    return response
