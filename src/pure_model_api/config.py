@@ -28,8 +28,9 @@ class Settings(BaseModel):
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     dtype: str = Field("auto", description="auto (transformers: bf16 on CUDA, fp32 on CPU; vLLM: its own choice), "
                                            "float32, bfloat16 or float16")
-    engine: str = Field("auto", pattern=r"^(auto|vllm|transformers)$",
-                        description="auto (vLLM if installed for the device, else transformers), vllm or transformers")
+    engine: str = Field("auto", pattern=r"^(auto|vllm|llama\.cpp|transformers)$",
+                        description="auto (llama.cpp for GGUF on a CPU, else vLLM if installed for the device, "
+                                    "else transformers), vllm, llama.cpp or transformers")
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(5000, ge=0, le=65535, description="port to listen on")
     db: str = Field(default_factory=default_db_path,

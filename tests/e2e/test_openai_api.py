@@ -204,3 +204,6 @@ def test_metrics_parse_and_count(keyed_server, client):
         assert gauge in families
     assert families["pure_api_stored_conversations"].samples[0].value >= 1
     assert "pure_api_time_per_output_token_seconds" in families
+    engine = [s.labels for s in families["pure_api_engine_info"].samples if s.value == 1]
+    assert engine == [{"engine": keyed_server.engine, "model": "demo"}]
+    assert "pure_api_cached_prompt_tokens" in families

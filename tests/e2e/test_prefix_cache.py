@@ -1,5 +1,6 @@
 """A conversation's turns reuse the KV cache of the turns before, where the engine can (vLLM's
-prefix cache), and every engine reports honestly how many prompt tokens it reused."""
+prefix cache, llama.cpp's slots), and every engine reports honestly how many prompt tokens it
+reused."""
 
 import httpx
 
@@ -24,6 +25,9 @@ def test_each_turn_reuses_the_cache_of_the_turns_before(demo_server):
             assert after["cached_tokens"] >= before["prompt_tokens"] // block * block
             assert after["cached_tokens"] < after["prompt_tokens"]
         assert usages[-1]["cached_tokens"] >= block
+    elif demo_server.engine == "llama.cpp":  # its slot keeps the conversation's cache, token for token
+        for before, after in zip(usages, usages[1:]):
+            assert before["prompt_tokens"] <= after["cached_tokens"] < after["prompt_tokens"]
     else:  # the transformers engine prefills every prompt whole, and says so
         assert [u["cached_tokens"] for u in usages] == [0, 0, 0, 0]
     assert [u["prompt_tokens"] for u in usages] == sorted(u["prompt_tokens"] for u in usages)

@@ -2,6 +2,8 @@
 process, driven by the official `openai` client. What is checked is what the service sends the
 model and stores, not what a 135M-parameter model remembers."""
 
+import time
+
 import httpx
 import openai
 import pytest
@@ -162,3 +164,47 @@ def test_bad_session_requests_are_clear_errors(server, method, path):
     response = httpx.request(method, server.url + path, headers={"Authorization": f"Bearer {KEY}"})
     assert 400 <= response.status_code < 500
     assert isinstance(response.json()["error"], str)
+
+
+def test_truncation_disabled_refuses_and_auto_drops_the_oldest_rounds(server):
+    client = client_for(server)
+    long = "word " * 2600  # about 2,600 tokens a turn; the demo model's context is 8,192
+    first = client.responses.create(model="demo", input="one " + long, max_output_tokens=4, temperature=0)
+    second = client.responses.create(model="demo", input="two " + long, max_output_tokens=4, temperature=0,
+                                     previous_response_id=first.id)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.responses.create(model="demo", input="three " + long, max_output_tokens=4, temperature=0,
+                                previous_response_id=second.id)
+    assert refused.value.code == "context_length_exceeded"
+    third = client.responses.create(model="demo", input="three " + long, max_output_tokens=4, temperature=0,
+                                    previous_response_id=second.id, truncation="auto")
+    assert third.usage.input_tokens < second.usage.input_tokens + 2700  # the first round was left out
+    given = client.responses.input_items.list(third.id, order="asc", limit=100).data
+    assert given[0].content[0].text.startswith("two ")  # and input_items says so
+
+
+def test_a_client_that_disconnects_mid_stream_stores_nothing(server):
+    client = client_for(server)
+    conversation = client.conversations.create()
+    with httpx.stream("POST", server.url + "/v1/responses", headers={"Authorization": f"Bearer {KEY}"}, timeout=60,
+                      json={"model": "demo", "input": "Count to five hundred.", "stream": True,
+                            "conversation": conversation.id, "max_output_tokens": 400, "temperature": 0}) as r:
+        for line in r.iter_lines():
+            if "response.output_text.delta" in line:
+                break
+    for _ in range(50):  # the server notices the disconnect within a few decode steps
+        status = httpx.get(server.url + "/status", headers={"Authorization": f"Bearer {KEY}"}).json()
+        if status["running_requests"] == 0:
+            break
+        time.sleep(0.1)
+    assert status["running_requests"] == 0
+    assert client.conversations.items.list(conversation.id).data == []
+
+
+def test_reset_empties_a_conversation(server):
+    client = client_for(server)
+    conversation = client.conversations.create(items=[{"role": "user", "content": "remember 12"}])
+    reset = httpx.post(server.url + "/reset", headers={"Authorization": f"Bearer {KEY}"},
+                       json={"session_id": conversation.id})
+    assert reset.json()["rounds_removed"] == 1
+    assert client.conversations.items.list(conversation.id).data == []

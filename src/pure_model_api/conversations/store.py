@@ -254,13 +254,14 @@ class ConversationStore:
                                     "AND is_output = ? ORDER BY seq", (owner, rid, int(output))).fetchall()
         return [_message(r) for r in rows]
 
-    def input_items(self, owner: str, rid: str) -> list[Message]:
-        """What response `rid` was given: the items of the chain before it, then its own inputs."""
+    def input_items(self, owner: str, rid: str, dropped_rounds: int = 0) -> list[Message]:
+        """What response `rid` was given: the items of the chain before it (less the oldest rounds
+        that truncation left out), then its own inputs."""
         with self._lock:
             row = self._db.execute("SELECT previous_response_id FROM responses WHERE owner = ? AND id = ?",
                                    (owner, rid)).fetchone()
-        earlier = self.chain(owner, row[0]) if row and row[0] else []
-        return earlier + self.response_items(owner, rid, output=False)
+        earlier = group_rounds(self.chain(owner, row[0]) if row and row[0] else [])[dropped_rounds:]
+        return [m for r in earlier for m in r] + self.response_items(owner, rid, output=False)
 
     def chain(self, owner: str, rid: str) -> list[Message]:
         """Every input and output item of the chain of responses that ends at `rid`, oldest first."""

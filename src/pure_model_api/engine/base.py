@@ -17,8 +17,6 @@ from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
 from pure_model_api.engine.prompts import ChatRenderer
 from pure_model_api.errors import ContextLengthExceeded
 
-ENGINES = ("auto", "vllm", "transformers")
-
 
 @dataclass(frozen=True)
 class EngineOptions:

@@ -46,6 +46,7 @@ class Sequence:
         self.cancelled = False
         self.submitted_at = time.perf_counter()
         self.first_token_at: float | None = None
+        self.cached_tokens = 0  # prompt tokens whose KV cache an earlier request left (llama.cpp)
 
     @property
     def reserved_tokens(self) -> int:
@@ -65,8 +66,31 @@ class Sequence:
             text="".join(self.text_parts), finish_reason=reason,
             prompt_tokens=len(self.prompt_ids), completion_tokens=len(self.reply_ids),
             time_to_first_token_s=first - self.submitted_at,
-            time_per_output_token_s=(now - first) / decoded,
+            time_per_output_token_s=(now - first) / decoded, cached_tokens=self.cached_tokens,
         ))
+
+
+def accept_token(sequence: Sequence, token: int, eos_ids: set[int], context_length: int) -> bool:
+    """Take one sampled token; False when the sequence is finished (or gone). Shared by the
+    engines that sample in this process (transformers, llama.cpp)."""
+    if sequence.cancelled:
+        sequence.emit(GenerationCancelled())
+        return False
+    if sequence.first_token_at is None:
+        sequence.first_token_at = time.perf_counter()
+    if token in eos_ids and not sequence.params.ignore_eos:
+        sequence.finish("stop")
+        return False
+    sequence.reply_ids.append(token)
+    sequence.send_text(sequence.stop_filter.push(sequence.decoder.push(token)))
+    if sequence.stop_filter.stopped:
+        sequence.finish("stop")
+        return False
+    at_context_end = len(sequence.prompt_ids) + len(sequence.reply_ids) >= context_length
+    if len(sequence.reply_ids) >= sequence.params.max_tokens or at_context_end:
+        sequence.finish("length")
+        return False
+    return True
 
 
 class RequestHandle:
@@ -113,6 +137,7 @@ class Scheduler:
         self.max_prefill_tokens = MAX_PREFILL_TOKENS
         self.batch = RunningBatch.empty(self.device)
         self.waiting: collections.deque[Sequence] = collections.deque()
+        self.in_flight = 0  # submitted and not yet finished, failed or cancelled
         self.wakeup = threading.Condition()
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -131,7 +156,13 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
 
+        ended = []
+
         def emit(event) -> None:
+            if isinstance(event, (Finished, BaseException)) and not ended:  # its last event: it leaves the count
+                ended.append(event)
+                with self.wakeup:
+                    self.in_flight -= 1
             try:
                 loop.call_soon_threadsafe(queue.put_nowait, event)
             except RuntimeError:  # the loop is closed: nobody is listening any more
@@ -141,9 +172,11 @@ class Scheduler:
         with self.wakeup:
             if self.stopping:
                 raise ShuttingDown()
-            free_slots = max(self.max_batch_size - len(self.batch), 0)  # these are admitted at once
-            if len(self.waiting) >= self.max_queue + free_slots:
+            # Counted from submission to its last event, wherever it is (waiting, joining the batch
+            # in a prefill, running), so the bound holds exactly.
+            if self.in_flight >= self.max_batch_size + self.max_queue:
                 raise ServerBusy()
+            self.in_flight += 1
             self.waiting.append(sequence)
             self.wakeup.notify()
         return RequestHandle(sequence, queue)
@@ -217,25 +250,7 @@ class Scheduler:
         self.batch.keep(keep)
 
     def _accept(self, sequence: Sequence, token: int) -> bool:
-        """Take one sampled token; False when the sequence is finished (or gone)."""
-        if sequence.cancelled:
-            sequence.emit(GenerationCancelled())
-            return False
-        if sequence.first_token_at is None:
-            sequence.first_token_at = time.perf_counter()
-        if token in self.eos_ids and not sequence.params.ignore_eos:
-            sequence.finish("stop")
-            return False
-        sequence.reply_ids.append(token)
-        sequence.send_text(sequence.stop_filter.push(sequence.decoder.push(token)))
-        if sequence.stop_filter.stopped:
-            sequence.finish("stop")
-            return False
-        at_context_end = len(sequence.prompt_ids) + len(sequence.reply_ids) >= self.context_length
-        if len(sequence.reply_ids) >= sequence.params.max_tokens or at_context_end:
-            sequence.finish("length")
-            return False
-        return True
+        return accept_token(sequence, token, self.eos_ids, self.context_length)
 
     def _drop_cancelled(self) -> None:
         rows = self.batch.rows

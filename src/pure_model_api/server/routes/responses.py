@@ -43,10 +43,11 @@ async def create_response(request: Request):
     await _check_state_exists(service.store, owner, body)
     response_id, created_at, output_id = new_id("resp"), now(), new_id("msg")
 
-    def build(finished, _dropped: int) -> dict:
+    def build(finished, dropped: int) -> dict:
         output = [item_object(Message("assistant", finished.text, id=output_id))]
-        return response_object(body, response_id, created_at, status=status_of(finished), output=output,
-                               finished=finished)
+        response = response_object(body, response_id, created_at, status=status_of(finished), output=output,
+                                   finished=finished)
+        return {**response, "dropped_rounds": dropped}  # rounds of history truncation left out
 
     turn = Turn(owner, body.input_messages(), body.sampling_params(engine.context_length),
                 conversation_id=body.conversation_id, previous_response_id=body.previous_response_id,
@@ -129,9 +130,10 @@ async def delete_response(response_id: str, request: Request):
 @router.get("/responses/{response_id}/input_items")
 async def input_items(response_id: str, request: Request, after: str | None = None, limit: int = PAGE_LIMIT,
                       order: str = PAGE_ORDER):
-    await _stored_response(request, response_id)
+    response = await _stored_response(request, response_id)
     store = request.app.state.service.store
-    items = await asyncio.to_thread(store.input_items, request.state.owner, response_id)
+    items = await asyncio.to_thread(store.input_items, request.state.owner, response_id,
+                                    response.get("dropped_rounds", 0))
     page, has_more = page_of(items, after, limit, order)
     return list_object([item_object(m) for m in page], has_more)
 

@@ -1,0 +1,313 @@
+"""The llama.cpp engine: GGUF files on a CPU, through llama-cpp-python's low-level API.
+
+One llama.cpp context holds many sequences in one unified KV cache, as llama.cpp's own server
+does with parallel slots. One inference thread runs the loop: each step makes one batch holding
+the next token of every running sequence plus prompt chunks of new ones, calls `llama_decode`
+once, and samples each sequence's next token with its own parameters (the service's sampler,
+shared with the transformers engine).
+
+A slot keeps its sequence's KV cache after the request ends. The next request whose prompt
+starts with a slot's cached tokens (the next turn of the same conversation) takes that slot and
+prefills only what is new. A slot whose cache matches only partly is cut back to the common
+prefix first: a cache is never used beyond tokens that match exactly. When room is needed, idle
+slots are emptied least-recently-used first; a conversation whose cache was evicted is simply
+prefilled again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ctypes
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pure_model_api.engine.base import Engine, EngineOptions
+from pure_model_api.engine.gguf_chat import GgufTokenizer
+from pure_model_api.engine.params import SamplingParams
+from pure_model_api.engine.sampling import choose_next_tokens
+from pure_model_api.engine.scheduler import RequestHandle, Sequence, accept_token
+from pure_model_api.errors import GenerationCancelled, ModelLoadError, ServerBusy, ShuttingDown
+
+log = logging.getLogger(__name__)
+
+BATCH_TOKENS = 512  # tokens in one llama_decode: running sequences' next tokens, then prompt chunks
+
+
+@dataclass(eq=False)  # slots compare by identity
+class Slot:
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)  # whose KV is in the context, in order
+    sequence: Sequence | None = None
+    pending: list[int] = field(default_factory=list)  # prompt tokens still to prefill
+    next_token: int | None = None  # sampled, not yet fed
+    last_used: float = 0.0
+
+
+def gguf_path_of(model: str) -> Path:
+    from pure_model_api.engine.loading import DEMO_MODEL, find_demo_gguf
+
+    if model == DEMO_MODEL:
+        return find_demo_gguf()
+    path = Path(model).expanduser()
+    if path.suffix != ".gguf":
+        raise ModelLoadError(f"the llama.cpp engine serves .gguf files (or 'demo'), not '{model}'")
+    if not path.is_file():
+        raise ModelLoadError(f"GGUF file '{model}' does not exist")
+    return path
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class LlamaCppEngine(Engine):
+    name = "llama.cpp"
+
+    def __init__(self, path: Path, options: EngineOptions):
+        import llama_cpp
+        from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaModel
+
+        self.llama_cpp = llama_cpp
+        self.options = options
+        self.path = path
+        model_params = LlamaModel.default_params()
+        try:
+            self.model = LlamaModel(path_model=str(path), params=model_params, verbose=False)
+        except ValueError as error:
+            raise ModelLoadError(f"llama.cpp cannot load '{path}': {error}") from error
+        metadata = self.model.metadata()
+        tokenizer = GgufTokenizer(self.model, metadata)
+        self.n_ctx = max(options.kv_token_budget, 128)
+        self.n_slots = min(256, max(4 * options.max_batch_size, 16))
+        params = LlamaContext.default_params()
+        params.n_ctx, params.n_batch, params.n_ubatch = self.n_ctx, BATCH_TOKENS, BATCH_TOKENS
+        params.n_seq_max, params.kv_unified = self.n_slots, True
+        params.n_threads = params.n_threads_batch = os.cpu_count() or 1
+        self.context = LlamaContext(model=self.model, params=params, verbose=False)
+        self.batch = LlamaBatch(n_tokens=BATCH_TOKENS, embd=0, n_seq_max=1, verbose=False)
+        super().__init__(tokenizer, min(self.model.n_ctx_train(), self.n_ctx))
+        self.eos_ids = tokenizer.end_of_turn_ids()
+        self.n_vocab = self.model.n_vocab()
+        self.kv_bytes_per_token = _kv_bytes_per_token(metadata)
+        self.description = self.model.desc()
+        self.slots = [Slot(i) for i in range(self.n_slots)]
+        self.waiting: collections.deque[Sequence] = collections.deque()
+        self.wakeup = threading.Condition()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="llama.cpp", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def load(cls, options: EngineOptions) -> LlamaCppEngine:
+        return cls(gguf_path_of(options.model), options)
+
+    # ---- caller side (event loop thread) ----
+    def _submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        def emit(event) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                pass
+
+        sequence = Sequence(prompt_ids, params, emit, self.tokenizer)
+        with self.wakeup:
+            if self.stopping:
+                raise ShuttingDown()
+            running = sum(1 for s in self.slots if s.sequence is not None)
+            if running + len(self.waiting) >= self.options.max_batch_size + self.options.max_queue:
+                raise ServerBusy()
+            self.waiting.append(sequence)
+            self.wakeup.notify()
+        return RequestHandle(sequence, queue)
+
+    def close(self) -> None:
+        with self.wakeup:
+            self.stopping = True
+            self.wakeup.notify()
+        self.thread.join(10)
+
+    def _describe(self) -> dict:
+        running = [s for s in self.slots if s.sequence is not None]
+        cached = sum(len(s.tokens) for s in self.slots)
+        kv_bytes = cached * self.kv_bytes_per_token
+        return {
+            "model_name": self.options.model, "device": "cpu", "dtype": self.description,
+            "context_length": self.context_length, "memory_allocated": self.model.size() + kv_bytes,
+            "kv_cache_bytes": kv_bytes, "running_requests": len(running), "queued_requests": len(self.waiting),
+            "max_batch_size": self.options.max_batch_size, "cached_conversations": sum(
+                1 for s in self.slots if s.tokens and s.sequence is None),
+        }
+
+    # ---- inference thread ----
+    def _run(self) -> None:
+        while True:
+            with self.wakeup:
+                while not self.stopping and not self.waiting and not self._running():
+                    self.wakeup.wait()
+                if self.stopping:
+                    break
+                self._admit()
+            try:
+                self._drop_cancelled()
+                if self._running():
+                    self._step()
+            except Exception as error:  # noqa: BLE001 - a fault fails the requests, not the thread
+                log.exception("llama.cpp step failed")
+                for slot in self._running():
+                    slot.sequence.emit(error)
+                    self._release(slot, keep_cache=False)
+        with self.wakeup:
+            pending = list(self.waiting) + [s.sequence for s in self._running()]
+            self.waiting.clear()
+        for sequence in pending:
+            sequence.emit(ShuttingDown())
+
+    def _running(self) -> list[Slot]:
+        return [s for s in self.slots if s.sequence is not None]
+
+    def _admit(self) -> None:
+        """Give waiting requests a slot while the batch and the KV budget allow."""
+        running = self._running()
+        reserved = sum(s.sequence.reserved_tokens for s in running)
+        while self.waiting and len(running) < self.options.max_batch_size:
+            candidate = self.waiting[0]
+            if candidate.cancelled:
+                self.waiting.popleft().emit(GenerationCancelled())
+                continue
+            if running and reserved + candidate.reserved_tokens > self.n_ctx:
+                break
+            sequence = self.waiting.popleft()
+            slot = self._slot_for(sequence.prompt_ids)
+            slot.sequence, slot.next_token = sequence, None
+            slot.pending = sequence.prompt_ids[len(slot.tokens):]
+            sequence.cached_tokens = len(slot.tokens)
+            running.append(slot)
+            reserved += sequence.reserved_tokens
+
+    def _slot_for(self, prompt: list[int]) -> Slot:
+        """A slot for `prompt`, holding as much of it as any cache has, and never more than matches
+        exactly (and one token short of the prompt, whose logits are needed). The conversation's
+        own slot is taken as it is; a cache that matches only partly (another conversation with the
+        same system prompt) lends its matching prefix by copy, and keeps the rest."""
+        idle = [s for s in self.slots if s.sequence is None]
+        best = max(idle, key=lambda s: common_prefix(s.tokens, prompt))
+        shared = min(common_prefix(best.tokens, prompt), len(prompt) - 1)
+        if shared > 0 and shared == len(best.tokens):
+            return best
+        if shared > 0 and shared >= len(prompt) // 2 and shared >= len(best.tokens) // 2:
+            self._truncate(best, shared)  # mostly the same conversation: cut it back, keep one slot
+            return best
+        target = min((s for s in idle if s is not best), key=lambda s: (bool(s.tokens), s.last_used),
+                     default=best)
+        self._truncate(target, 0)
+        if shared > 0 and target is not best:
+            self.context.kv_cache_seq_cp(best.seq_id, target.seq_id, 0, shared)
+            target.tokens = best.tokens[:shared]
+        else:
+            self._truncate(target, shared)
+        return target
+
+    def _truncate(self, slot: Slot, keep: int) -> None:
+        if keep < len(slot.tokens):
+            self.context.kv_cache_seq_rm(slot.seq_id, keep, -1)
+            del slot.tokens[keep:]
+
+    def _release(self, slot: Slot, keep_cache: bool = True) -> None:
+        slot.sequence, slot.pending, slot.next_token = None, [], None
+        slot.last_used = time.monotonic()
+        if not keep_cache:
+            self._truncate(slot, 0)
+
+    def _drop_cancelled(self) -> None:
+        for slot in self._running():
+            if slot.sequence.cancelled:
+                slot.sequence.emit(GenerationCancelled())
+                self._release(slot)
+
+    def _make_room(self, needed: int) -> None:
+        """Empty idle slots, least recently used first, until `needed` more tokens fit."""
+        held = sum(len(s.tokens) for s in self.slots)
+        for slot in sorted((s for s in self.slots if s.sequence is None and s.tokens), key=lambda s: s.last_used):
+            if held + needed <= self.n_ctx:
+                return
+            held -= len(slot.tokens)
+            self._truncate(slot, 0)
+
+    def _step(self) -> None:
+        """One llama_decode: every decoding sequence's next token, then prompt chunks."""
+        decoding = [s for s in self._running() if s.next_token is not None]
+        feeds = [(slot, [slot.next_token], True) for slot in decoding]
+        budget = BATCH_TOKENS - len(feeds)
+        for slot in self._running():
+            if slot.next_token is None and slot.pending and budget > 0:
+                chunk = slot.pending[:budget]
+                feeds.append((slot, chunk, len(chunk) == len(slot.pending)))
+                budget -= len(chunk)
+        self._make_room(sum(len(tokens) for _, tokens, _ in feeds))
+        rows = self._decode(feeds)
+        for slot, tokens, _ in feeds:
+            slot.tokens += tokens
+            if slot in decoding:
+                slot.next_token = None
+            else:
+                slot.pending = slot.pending[len(tokens):]
+        if not rows:
+            return
+        sequences = [slot.sequence for slot, _ in rows]
+        logits = torch.from_numpy(np.stack([row for _, row in rows]))
+        for (slot, _), token in zip(rows, choose_next_tokens(logits, sequences)):
+            if accept_token(slot.sequence, token, self.eos_ids, self.context_length):
+                slot.next_token = token
+            else:
+                self._release(slot)
+
+    def _decode(self, feeds: list[tuple[Slot, list[int], bool]]) -> list[tuple[Slot, np.ndarray]]:
+        batch = self.batch.batch
+        j, wanted = 0, []
+        for slot, tokens, want_logits in feeds:
+            start = len(slot.tokens)
+            for i, token in enumerate(tokens):
+                batch.token[j], batch.pos[j], batch.n_seq_id[j] = token, start + i, 1
+                batch.seq_id[j][0] = slot.seq_id
+                batch.logits[j] = want_logits and i == len(tokens) - 1
+                if batch.logits[j]:
+                    wanted.append((slot, j))
+                j += 1
+        batch.n_tokens = j
+        self.context.decode(self.batch)
+        rows = []
+        for slot, index in wanted:
+            pointer = self.llama_cpp.llama_get_logits_ith(self.context.ctx, index)
+            values = np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)),
+                                           shape=(self.n_vocab,))
+            rows.append((slot, values.copy()))
+        return rows
+
+
+def _kv_bytes_per_token(metadata: dict[str, str]) -> int:
+    """f16 K and V for every layer, from the GGUF metadata (0 where it does not say)."""
+    arch = metadata.get("general.architecture", "")
+    try:
+        layers = int(metadata[f"{arch}.block_count"])
+        heads = int(metadata[f"{arch}.attention.head_count"])
+        kv_heads = int(metadata.get(f"{arch}.attention.head_count_kv", heads))
+        width = int(metadata[f"{arch}.embedding_length"])
+    except (KeyError, ValueError):
+        return 0
+    return 2 * layers * kv_heads * (width // heads) * 2

@@ -1,0 +1,51 @@
+"""Per-request sampling through /chat, the same on every engine: seeds, top-k, penalties,
+ignore_eos and max_tokens."""
+
+import httpx
+
+QUESTION = "Write a sentence about the sea."
+
+
+def reply(server, session: str, **fields) -> dict:
+    response = httpx.post(server.url + "/chat", timeout=120,
+                          json={"message": QUESTION, "session_id": session, "max_tokens": 32, **fields})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_the_same_seed_gives_the_same_reply_and_another_seed_another(demo_server):
+    params = {"temperature": 1.0, "top_p": 0.95, "top_k": 50, "ignore_eos": True}
+    first = reply(demo_server, "seed-a", seed=1234, **params)["response"]
+    again = reply(demo_server, "seed-b", seed=1234, **params)["response"]
+    other = reply(demo_server, "seed-c", seed=99, **params)["response"]
+    assert first == again and first != other
+
+
+def test_top_k_of_one_is_greedy(demo_server):
+    greedy = reply(demo_server, "greedy", temperature=0)["response"]
+    assert reply(demo_server, "top-k-1", temperature=1.0, top_k=1, seed=5)["response"] == greedy
+
+
+def test_a_repetition_penalty_changes_a_greedy_reply(demo_server):
+    plain = reply(demo_server, "plain", temperature=0, max_tokens=48, ignore_eos=True)["response"]
+    penalized = reply(demo_server, "penalized", temperature=0, max_tokens=48, ignore_eos=True,
+                      repetition_penalty=1.8)["response"]
+    assert penalized != plain
+
+
+def test_ignore_eos_runs_to_max_tokens_as_a_length_finish(demo_server):
+    body = reply(demo_server, "long", temperature=0, max_tokens=20, ignore_eos=True)
+    assert body["finish_reason"] == "length" and body["usage"]["completion_tokens"] == 20
+
+
+def test_presence_and_frequency_penalties_change_a_greedy_reply(demo_server):
+    def complete(**penalties) -> str:
+        response = httpx.post(demo_server.url + "/v1/chat/completions", timeout=120, json={
+            "model": "demo", "messages": [{"role": "user", "content": QUESTION}], "temperature": 0,
+            "max_tokens": 48, **penalties})
+        assert response.status_code == 200, response.text
+        return response.json()["choices"][0]["message"]["content"]
+
+    plain = complete()
+    assert complete(presence_penalty=2.0) != plain
+    assert complete(frequency_penalty=2.0) != plain
