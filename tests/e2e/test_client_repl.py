@@ -12,7 +12,7 @@ def run_client(url: str, script: str, *args: str) -> subprocess.CompletedProcess
 
 
 def test_chat_status_reset_quit(demo_server):
-    result = run_client(demo_server.url, "What is the capital of France?\nstatus\nreset\nstatus\nquit\n",
+    result = run_client(demo_server.url, "Tell me the capital of France.\nstatus\nreset\nstatus\nquit\n",
                         "--session", "repl", "--temperature", "0")
     assert result.returncode == 0, result.stderr
     out = result.stdout

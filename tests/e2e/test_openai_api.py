@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 KEY, OTHER_KEY = "sk-test-one", "sk-test-two"
 ORIGIN = "http://app.example.test"
-QUESTION = "What is the capital of France?"
+QUESTION = "Tell me the capital of France."
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ again whole every turn):
   once. So the model sees between 11 and 20 earlier rounds, and the beginning of the prompt changes
   once every 10 turns rather than on every turn.
 - The context: when the kept rounds and the new message do not fit the model's context, the
-  history starts at the first multiple of `fit_step(max_rounds)` (5) rounds that fits.
+  history starts at the first multiple of `fit_step(max_rounds)` (5) rounds that fits (or, when
+  fewer rounds than that fit, at the first round that fits).
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ def fit_to_context(rounds: list, fits: Callable[[list], bool], step: int = 1) ->
     """The newest rounds for which `fits` holds, starting at a multiple of `step` (or none at all),
     or None when even no history fits. `fits` is monotone: fewer rounds never make a prompt longer,
     so bisect over the allowed starts."""
-    starts = [*range(0, len(rounds), step), len(rounds)]
+    # Multiples of `step`, and, within the last step, every start: a history of a few long rounds
+    # keeps what fits rather than nothing.
+    starts = sorted({*range(0, len(rounds), step), *range(max(len(rounds) - step + 1, 0), len(rounds) + 1)})
     if not fits([]):
         return None
     low, high = -1, len(starts) - 1  # starts[high] fits; find the smallest index that fits
