@@ -39,6 +39,8 @@ lint: setup
 	$(PY) -m ruff check src tests benchmarks
 
 bench: setup
+	$(PY) benchmarks/bench_engines.py
+	$(PY) benchmarks/bench_llamacpp.py
 	$(PY) benchmarks/bench_single_chat.py
 	$(PY) benchmarks/bench_concurrency.py
 

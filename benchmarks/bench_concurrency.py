@@ -41,7 +41,8 @@ def main() -> int:
     parser.add_argument("--json", help="also write the JSON report to this file")
     args = parser.parse_args()
 
-    server = None if args.url else Server("--dtype", args.dtype, "--max-batch-size", str(max(args.concurrency)))
+    server = None if args.url else Server("--engine", "transformers", "--dtype", args.dtype,
+                                               "--max-batch-size", str(max(args.concurrency)))
     url = args.url or server.url
     baseline = GenerateBaseline(args.dtype)
     rows = []

@@ -27,7 +27,7 @@ def main() -> int:
     parser.add_argument("--json", help="also write the JSON report to this file")
     args = parser.parse_args()
 
-    server = Server("--dtype", args.dtype)
+    server = Server("--engine", "transformers", "--dtype", args.dtype)  # against its own model.generate
     baseline = GenerateBaseline(args.dtype)
     try:
         load(server.url, 1, 1, 8)  # warm-up, both sides
