@@ -74,3 +74,17 @@ def test_an_internal_fault_is_a_500_without_a_traceback_and_stores_nothing(clien
     assert response.json() == {"error": "internal server error; see the server log"}
     monkeypatch.undo()
     assert client.get("/status").json()["conversation_length"] == 0
+
+
+def test_deeply_nested_json_is_a_400_on_both_surfaces(client):
+    deep = "[" * 100_000 + "]" * 100_000
+    chat = client.post("/chat", content=deep, headers={"Content-Type": "application/json"})
+    assert chat.status_code == 400 and "nested" in chat.json()["error"]
+    openai = client.post("/v1/chat/completions", content='{"model": "x", "messages": ' + deep + "}")
+    assert openai.status_code == 400 and openai.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_oversized_headers_are_refused_before_the_app(client):
+    response = client.get("/status", headers={"X-Padding": "x" * 100_000})
+    assert response.status_code == 431 and "headers" in response.json()["error"]
+    assert client.get("/status", headers={"X-Padding": "x" * 1000}).status_code == 200

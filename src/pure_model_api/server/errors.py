@@ -64,6 +64,8 @@ async def parse_json_body(request: Request, model: type[BaseModel], *, body_opti
             parsed = json.loads(raw)
         except ValueError as error:
             raise BadRequest("the request body is not valid JSON") from error
+        except RecursionError as error:  # e.g. 100,000 nested lists
+            raise BadRequest("the request body is nested too deeply") from error
         if not isinstance(parsed, dict):
             raise BadRequest("the request body must be a JSON object")
         data.update(parsed)

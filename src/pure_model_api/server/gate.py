@@ -10,12 +10,13 @@ import logging
 import time
 import uuid
 
-from pure_model_api.errors import ApiError, PayloadTooLarge, ShuttingDown, Unauthorized
+from pure_model_api.errors import ApiError, HeadersTooLarge, PayloadTooLarge, ShuttingDown, Unauthorized
 from pure_model_api.server.errors import error_body
 
 access_log = logging.getLogger("pure_model_api.access")
 
 OPEN_PATHS = {"/health"}
+MAX_HEADER_BYTES = 16384  # all request headers together; the HTTP parser in use (httptools) sets no limit
 
 
 def owner_of(api_key: str | None) -> str:
@@ -57,6 +58,9 @@ class Gate:
                             scope["path"], status["code"], (time.perf_counter() - started) * 1000, request_id)
 
     def _check(self, scope) -> ApiError | None:
+        header_bytes = sum(len(k) + len(v) for k, v in scope.get("headers", []))
+        if header_bytes > MAX_HEADER_BYTES:
+            return HeadersTooLarge(f"request headers are {header_bytes} bytes; the limit is {MAX_HEADER_BYTES}")
         if getattr(self.state, "draining", False):
             return ShuttingDown()
         length = _header(scope, b"content-length")
