@@ -81,7 +81,8 @@ def test_a_conversation_through_responses_items_and_chat(server):
 
 def test_streaming_yields_the_documented_events_and_the_same_response(server):
     client = client_for(server)
-    client.responses.create(model="demo", input="Name three colors.", store=False, **GREEDY)  # warm (see test_request_sampling)
+    # warm the prompt first (see test_request_sampling)
+    client.responses.create(model="demo", input="Name three colors.", store=False, **GREEDY)
     plain = client.responses.create(model="demo", input="Name three colors.", store=False, **GREEDY)
     events = list(client.responses.create(model="demo", input="Name three colors.", stream=True, **GREEDY))
     kinds = [e.type for e in events]
