@@ -26,7 +26,7 @@ import sys
 import time
 
 import httpx
-from common import ROOT, Server, dump_json, free_port, print_table
+from common import ROOT, Server, dump_json, free_port, print_table, wait_until_up
 from load import load, stream_chat, stream_openai
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -51,14 +51,7 @@ class VllmOwnServer:
                    "--enable-prefix-caching", "--disable-log-stats"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         cwd="/tmp", env={**os.environ})
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.5)
-        raise TimeoutError("vLLM's server did not start")
+        wait_until_up(self.url + "/health", self.process)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGINT)

@@ -26,7 +26,7 @@ import time
 
 import httpx
 from bench_engines import QUESTIONS, RESULTS, throughput
-from common import ROOT, Server, dump_json, free_port, print_table
+from common import ROOT, Server, dump_json, free_port, print_table, wait_until_up
 from load import stream_chat, stream_openai
 
 
@@ -39,14 +39,7 @@ class LlamaCppPythonServer:
         command = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", "demo",
                    "--n_ctx", "4096", "--interrupt_requests", "False", "--port", str(port)]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/tmp")
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/v1/models", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.3)
-        raise TimeoutError("llama-cpp-python's server did not start")
+        wait_until_up(self.url + "/v1/models", self.process)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGINT)

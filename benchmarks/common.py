@@ -68,18 +68,26 @@ class Server:
                    "--db", ":memory:", "--log-level", "warning", *args]
         output = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - the process keeps it
         self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env={**os.environ})
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.3)
-        raise TimeoutError("server did not start")
+        wait_until_up(self.url + "/health", self.process)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(60)
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float = 600) -> None:
+    """Poll `url` until it answers 200; fail early if the process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not come up")
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -16,7 +16,6 @@ prefilled again.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import ctypes
 import logging
@@ -33,7 +32,7 @@ from pure_model_api.engine.base import Engine, EngineOptions
 from pure_model_api.engine.gguf_chat import GgufTokenizer
 from pure_model_api.engine.params import SamplingParams
 from pure_model_api.engine.sampling import choose_next_tokens
-from pure_model_api.engine.scheduler import RequestHandle, Sequence, accept_token
+from pure_model_api.engine.scheduler import RequestHandle, Sequence, accept_token, new_request
 from pure_model_api.errors import GenerationCancelled, ModelLoadError, ServerBusy, ShuttingDown
 
 log = logging.getLogger(__name__)
@@ -116,16 +115,7 @@ class LlamaCppEngine(Engine):
 
     # ---- caller side (event loop thread) ----
     def _submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-
-        def emit(event) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, event)
-            except RuntimeError:  # the loop is closed: nobody is listening any more
-                pass
-
-        sequence = Sequence(prompt_ids, params, emit, self.tokenizer)
+        sequence, handle = new_request(prompt_ids, params, self.tokenizer)
         with self.wakeup:
             if self.stopping:
                 raise ShuttingDown()
@@ -134,7 +124,7 @@ class LlamaCppEngine(Engine):
                 raise ServerBusy()
             self.waiting.append(sequence)
             self.wakeup.notify()
-        return RequestHandle(sequence, queue)
+        return handle
 
     def close(self) -> None:
         with self.wakeup:

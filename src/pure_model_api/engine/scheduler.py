@@ -93,6 +93,27 @@ def accept_token(sequence: Sequence, token: int, eos_ids: set[int], context_leng
     return True
 
 
+def new_request(prompt_ids: list[int], params: SamplingParams, tokenizer,
+                on_end=None) -> tuple[Sequence, RequestHandle]:
+    """A sequence for an inference thread and the caller's handle on it. Events cross from the
+    inference thread to the caller's event loop; `on_end` runs once, at the last event."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    ended = []
+
+    def emit(event) -> None:
+        if on_end is not None and isinstance(event, (Finished, BaseException)) and not ended:
+            ended.append(event)
+            on_end()
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            pass
+
+    sequence = Sequence(prompt_ids, params, emit, tokenizer)
+    return sequence, RequestHandle(sequence, queue)
+
+
 class RequestHandle:
     """The caller's side of one request."""
 
@@ -153,22 +174,7 @@ class Scheduler:
         self.thread.join(timeout)
 
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-
-        ended = []
-
-        def emit(event) -> None:
-            if isinstance(event, (Finished, BaseException)) and not ended:  # its last event: it leaves the count
-                ended.append(event)
-                with self.wakeup:
-                    self.in_flight -= 1
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, event)
-            except RuntimeError:  # the loop is closed: nobody is listening any more
-                pass
-
-        sequence = Sequence(prompt_ids, params, emit, self.tokenizer)
+        sequence, handle = new_request(prompt_ids, params, self.tokenizer, on_end=self._ended)
         with self.wakeup:
             if self.stopping:
                 raise ShuttingDown()
@@ -179,7 +185,11 @@ class Scheduler:
             self.in_flight += 1
             self.waiting.append(sequence)
             self.wakeup.notify()
-        return RequestHandle(sequence, queue)
+        return handle
+
+    def _ended(self) -> None:
+        with self.wakeup:
+            self.in_flight -= 1
 
     def counts(self) -> tuple[int, int]:
         """(running, waiting) requests."""
