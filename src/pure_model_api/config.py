@@ -38,7 +38,8 @@ class Settings(BaseModel):
     max_history_rounds: int = Field(20, ge=1, description="rounds (message and reply) kept per conversation")
     system_prompt: str | None = Field(None, description="optional system message for /chat conversations")
     max_batch_size: int = Field(16, ge=1, description="requests decoded together")
-    max_queue: int = Field(64, ge=0, description="requests waiting for a batch slot; beyond it, 503")
+    max_queue: int = Field(64, ge=0, description="requests waiting for a batch slot (and, apart, for a busy "
+                                                         "conversation); beyond it, 503")
     kv_token_budget: int = Field(65536, ge=1, description="prompt+max_tokens summed over running requests")
     max_model_len: int | None = Field(None, ge=1, description="vLLM: context length (default: the model's)")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vLLM on a GPU: fraction of its memory to use")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pure_model_api.conversations import ConversationStore, Message, fit_to_context, group_rounds, messages_of
 from pure_model_api.conversations.history import fit_step
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
-from pure_model_api.errors import BadRequest, ContextLengthExceeded, ModelLoading
+from pure_model_api.errors import BadRequest, ContextLengthExceeded, ModelLoading, ServerBusy
 
 
 @dataclass(frozen=True)
@@ -60,19 +60,32 @@ class GenerationObserver:
 
 
 class ConversationLocks:
-    """One FIFO asyncio.Lock per live conversation, dropped when nobody holds or waits for it."""
+    """One FIFO asyncio.Lock per live conversation, dropped when nobody holds or waits for it.
 
-    def __init__(self):
+    Callers waiting for a busy conversation count against `max_waiting` (the service's
+    --max-queue), so one conversation cannot queue without bound: past it, a 503 at once."""
+
+    def __init__(self, max_waiting: int | None = None):
         self._locks: dict[tuple[str, str], list] = {}  # key -> [lock, holders and waiters]
+        self.max_waiting = max_waiting
+        self.waiting = 0  # callers waiting for a conversation someone else holds
 
     @contextlib.asynccontextmanager
     async def hold(self, key: tuple[str, str]):
+        entry = self._locks.get(key)
+        busy = entry is not None and entry[0].locked()
+        if busy and self.max_waiting is not None and self.waiting >= self.max_waiting:
+            raise ServerBusy()
         entry = self._locks.setdefault(key, [asyncio.Lock(), 0])
         entry[1] += 1
+        self.waiting += busy
         try:
             async with entry[0]:
+                self.waiting -= busy
+                busy = False
                 yield
         finally:
+            self.waiting -= busy  # cancelled while still waiting
             entry[1] -= 1
             if entry[1] == 0:
                 del self._locks[key]
@@ -80,12 +93,12 @@ class ConversationLocks:
 
 class ChatService:
     def __init__(self, store: ConversationStore, system_prompt: str | None = None,
-                 observer: GenerationObserver | None = None):
+                 observer: GenerationObserver | None = None, max_waiting: int | None = None):
         self.store = store
         self.system_prompt = system_prompt
         self.observer = observer or GenerationObserver()
         self.engine = None  # set once the model has loaded
-        self.locks = ConversationLocks()
+        self.locks = ConversationLocks(max_waiting)
         self.requests_served = 0
         self.started_at = time.time()
 

@@ -40,7 +40,8 @@ def create_app(settings: Settings, engine_loader: Callable[[Settings], object] =
         state.store = ConversationStore(settings.db, settings.max_history_rounds)
         state.metrics = Metrics(lambda: state.service.engine.describe() if state.service.engine else None,
                                 state.store.count_conversations)
-        state.service = ChatService(state.store, settings.system_prompt, observer=state.metrics)
+        state.service = ChatService(state.store, settings.system_prompt, observer=state.metrics,
+                                    max_waiting=settings.max_queue)
         loading = asyncio.create_task(_load_in_background(app, engine_loader))
         try:
             yield
