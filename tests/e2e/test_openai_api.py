@@ -2,6 +2,7 @@
 driven by the official `openai` client."""
 
 import asyncio
+import time
 
 import httpx
 import openai
@@ -185,6 +186,10 @@ def test_request_ids(keyed_server):
     assert len(response.headers["x-request-id"]) >= 16
     echoed = httpx.get(keyed_server.url + "/health", headers={"X-Request-ID": "trace-123"})
     assert echoed.headers["x-request-id"] == "trace-123"
+    # the access log line is written once the response has gone out: give it a moment
+    deadline = time.monotonic() + 10
+    while "rid=trace-123" not in keyed_server.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert "rid=trace-123" in keyed_server.output()
 
 

@@ -113,6 +113,8 @@ class VllmEngine(Engine):
         self.active: set[str] = set()  # request ids submitted and not yet finished
         self.closed = False
         self.device = llm.vllm_config.device_config.device_type
+        self.cache_config = llm.vllm_config.cache_config
+        self.dtype = str(llm.model_config.dtype).removeprefix("torch.")
         self.weight_bytes = sum(f.stat().st_size for f in model_dir.glob("*.safetensors"))
 
     @classmethod
@@ -154,15 +156,18 @@ class VllmEngine(Engine):
     def close(self) -> None:
         self.closed = True
         self.llm.shutdown()
+        # AsyncLLM.__del__ shuts down again; at interpreter exit its module globals are gone and it
+        # prints a traceback. Let it run now, while they are still there.
+        self.llm = None
 
     def _describe(self) -> dict:
         running = min(len(self.active), self.options.max_batch_size)
-        cache = self.llm.vllm_config.cache_config
+        cache = self.cache_config
         kv_bytes = cache.kv_cache_memory_bytes or 0
         return {
             "model_name": self.options.model,
             "device": self.device,
-            "dtype": str(self.llm.model_config.dtype).removeprefix("torch."),
+            "dtype": self.dtype,
             "context_length": self.context_length,
             "memory_allocated": self.weight_bytes + kv_bytes,
             "kv_cache_bytes": kv_bytes,
