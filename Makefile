@@ -39,6 +39,7 @@ lint: setup
 	$(PY) -m ruff check src tests benchmarks
 
 bench: setup
+	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/bench_engines.py
 	$(PY) benchmarks/bench_llamacpp.py
 	$(PY) benchmarks/bench_single_chat.py

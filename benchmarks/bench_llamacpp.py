@@ -4,7 +4,8 @@ run, on the demo GGUF (SmolLM2-135M-Instruct, Q4_1), and the service's other eng
 
 1. Throughput: 1 and 8 concurrent streaming clients, 128-token replies.
 2. A --turns (30) turn conversation through /chat, interleaved turn by turn with a second
-   conversation, 120-token replies: time to first token per turn of the first conversation.
+   conversation, 120-token replies: time to first token per turn of the first conversation
+   (the service only, unless --conversation-peer).
 
 Targets (issue 9), on the 2-core machine: one client at least 0.9x llama-cpp-python's server;
 eight clients at least 2.4x its total tokens/s; the median time to first token over the last five
@@ -82,6 +83,9 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json")
+    parser.add_argument("--conversation-peer", action="store_true",
+                        help="also run the conversation on llama-cpp-python's server (its --n_ctx 4096 "
+                             "holds about 28 turns of full history)")
     args = parser.parse_args()
 
     from pure_model_api.engine.loading import find_demo_gguf
@@ -98,7 +102,8 @@ def main() -> int:
             targets[f"service-{engine}"] = (server.url, "chat")
         tables = [row for c in (1, 8) for row in throughput(targets, c, args.rounds, 128)]
         print_table(tables, ["target", "clients", "tokens_per_s", "ttft_p50_s", "errors", "best_tokens_per_s"])
-        ttft = asyncio.run(two_conversations(targets, args.turns, 120))
+        talkers = {k: v for k, v in targets.items() if args.conversation_peer or v[1] == "chat"}
+        ttft = asyncio.run(two_conversations(talkers, args.turns, 120))
     finally:
         for server in servers:
             server.stop()

@@ -59,7 +59,7 @@ async def stream_chat(client: httpx.AsyncClient, body: dict) -> tuple[float | No
 
 async def stream_openai(client: httpx.AsyncClient, body: dict) -> tuple[float | None, int, str]:
     """One streamed /v1/chat/completions request, as vLLM's own server takes it."""
-    first, tokens, parts = None, 0, []
+    first, tokens, parts, chunks = None, 0, [], 0
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
         if response.status_code != 200:
@@ -75,7 +75,9 @@ async def stream_openai(client: httpx.AsyncClient, body: dict) -> tuple[float | 
                 if text:
                     first = first or time.perf_counter()
                     parts.append(text)
-    return first, tokens, "".join(parts)
+                    chunks += 1
+    # llama-cpp-python's server sends no usage when streaming; it streams one token a chunk
+    return first, tokens or chunks, "".join(parts)
 
 
 async def one_request(client: httpx.AsyncClient, session: str, prompt: str, max_tokens: int,
