@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
 
 import httpx
-from common import ROOT, Server, dump_json, free_port, print_table, wait_until_up
+from common import ROOT, PeerServer, Server, print_table, report_conversation
 from load import load, stream_chat, stream_openai
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -39,26 +36,12 @@ QUESTIONS = [
 ]
 
 
-class VllmOwnServer:
+def vllm_own_server(model_dir: str, kv_cache_gb: float) -> PeerServer:
     """`python -m vllm.entrypoints.openai.api_server` on the same model directory and settings."""
-
-    def __init__(self, model_dir: str, kv_cache_gb: float):
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
-                   "--served-model-name", "demo", "--port", str(port), "--dtype", "float32",
-                   "--max-num-seqs", "16", "--kv-cache-memory-bytes", str(int(kv_cache_gb * (1 << 30))),
-                   "--enable-prefix-caching", "--disable-log-stats"]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        cwd="/tmp", env={**os.environ})
-        wait_until_up(self.url + "/health", self.process)
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+    return PeerServer("vllm.entrypoints.openai.api_server", [
+        "--model", model_dir, "--served-model-name", "demo", "--dtype", "float32", "--max-num-seqs", "16",
+        "--kv-cache-memory-bytes", str(int(kv_cache_gb * (1 << 30))), "--enable-prefix-caching",
+        "--disable-log-stats"], health="/health")
 
 
 def throughput(targets: dict, concurrency: int, rounds: int, max_tokens: int) -> list[dict]:
@@ -126,7 +109,7 @@ def main() -> int:
 
     servers, targets = [], {}
     try:
-        own = VllmOwnServer(model_source(DEMO_MODEL, None), kv_cache_gb=2)
+        own = vllm_own_server(model_source(DEMO_MODEL, None), kv_cache_gb=2)
         servers.append(own)
         targets["vllm-own-server"] = (own.url, "openai")
         for engine in args.engines:
@@ -141,13 +124,7 @@ def main() -> int:
         for server in servers:
             server.stop()
     verdict = conversation_verdict(ttft, "vllm-own-server")
-    print()
-    print_table([{"turn": i + 1, **{k: v[i] for k, v in ttft.items()}} for i in range(args.turns)],
-                ["turn", *ttft])
-    print()
-    print_table(verdict, list(verdict[0]))
-    dump_json({"machine": os.uname().nodename, "cpus": os.cpu_count(), "throughput": tables,
-               "conversation_ttft_s": ttft, "conversation": verdict}, args.json)
+    report_conversation(tables, ttft, verdict, args.json)
     return 0
 
 

@@ -18,36 +18,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
 
 import httpx
 from bench_engines import QUESTIONS, RESULTS, throughput
-from common import ROOT, Server, dump_json, free_port, print_table, wait_until_up
+from common import ROOT, PeerServer, Server, print_table, report_conversation
 from load import stream_chat, stream_openai
 
 
-class LlamaCppPythonServer:
-    """`python -m llama_cpp.server` as its README runs it, one request at a time."""
-
-    def __init__(self, gguf: str):
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", "demo",
-                   "--n_ctx", "4096", "--interrupt_requests", "False", "--port", str(port)]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/tmp")
-        wait_until_up(self.url + "/v1/models", self.process)
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+def llama_cpp_python_server(gguf: str) -> PeerServer:
+    """`python -m llama_cpp.server` as the issue runs it: one request at a time."""
+    return PeerServer("llama_cpp.server", ["--model", gguf, "--model_alias", "demo", "--n_ctx", "4096",
+                                           "--interrupt_requests", "False"], health="/v1/models")
 
 
 async def two_conversations(targets: dict, turns: int, max_tokens: int) -> dict[str, list[float]]:
@@ -92,7 +76,7 @@ def main() -> int:
 
     servers, targets = [], {}
     try:
-        own = LlamaCppPythonServer(str(find_demo_gguf()))
+        own = llama_cpp_python_server(str(find_demo_gguf()))
         servers.append(own)
         targets["llama-cpp-python-server"] = (own.url, "openai")
         for engine in args.engines:
@@ -115,12 +99,7 @@ def main() -> int:
                for name, values in ttft.items()]
     print()
     print_table(tables, ["target", "clients", "tokens_per_s", "vs_llama_cpp_python", "ttft_p50_s", "errors"])
-    print()
-    print_table([{"turn": i + 1, **{k: v[i] for k, v in ttft.items()}} for i in range(args.turns)], ["turn", *ttft])
-    print()
-    print_table(verdict, list(verdict[0]))
-    dump_json({"machine": os.uname().nodename, "cpus": os.cpu_count(), "throughput": tables,
-               "conversation_ttft_s": ttft, "conversation": verdict}, args.json)
+    report_conversation(tables, ttft, verdict, args.json)
     return 0
 
 

@@ -75,6 +75,25 @@ class Server:
         self.process.wait(60)
 
 
+class PeerServer:
+    """A peer's own server (`python -m MODULE ARGS --port N`), started from /tmp so that the
+    launcher pure_model_api.py cannot shadow anything, and waited for until `health` answers."""
+
+    def __init__(self, module: str, args: list[str], health: str):
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen([sys.executable, "-m", module, *args, "--port", str(port)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/tmp")
+        wait_until_up(self.url + health, self.process)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 def wait_until_up(url: str, process: subprocess.Popen, timeout_s: float = 600) -> None:
     """Poll `url` until it answers 200; fail early if the process died."""
     deadline = time.monotonic() + timeout_s
@@ -107,6 +126,18 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 
 def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def report_conversation(tables: list[dict], ttft: dict[str, list[float]], verdict: list[dict],
+                        path: str | None) -> None:
+    """The per-turn table, the verdict table, then everything as JSON."""
+    turns = len(next(iter(ttft.values())))
+    print()
+    print_table([{"turn": i + 1, **{k: v[i] for k, v in ttft.items()}} for i in range(turns)], ["turn", *ttft])
+    print()
+    print_table(verdict, list(verdict[0]))
+    dump_json({"machine": os.uname().nodename, "cpus": os.cpu_count(), "throughput": tables,
+               "conversation_ttft_s": ttft, "conversation": verdict}, path)
 
 
 def dump_json(payload: dict, path: str | None) -> None:

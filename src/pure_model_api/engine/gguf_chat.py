@@ -13,6 +13,7 @@ import datetime
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from pure_model_api.engine.loading import END_OF_TURN_TOKENS
 from pure_model_api.errors import ModelLoadError
 
 
@@ -63,7 +64,7 @@ class GgufTokenizer:
 
     def end_of_turn_ids(self) -> set[int]:
         ids = {self.model.token_eos(), self.model.token_eot()}
-        for text in ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|endoftext|>"):
+        for text in END_OF_TURN_TOKENS:
             tokens = self.model.tokenize(text.encode(), add_bos=False, special=True)
             if len(tokens) == 1:
                 ids.add(tokens[0])

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -162,7 +161,3 @@ def response_object(request: ResponseRequest, response_id: str, created_at: floa
 
 def status_of(finished: Finished) -> str:
     return "incomplete" if finished.finish_reason == "length" else "completed"
-
-
-def now() -> float:
-    return time.time()

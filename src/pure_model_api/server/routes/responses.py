@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 
 from fastapi import APIRouter, Query, Request
 
@@ -17,7 +18,6 @@ from pure_model_api.protocol.responses import (
     ResponseRequest,
     item_object,
     list_object,
-    now,
     response_object,
     status_of,
 )
@@ -41,7 +41,7 @@ async def create_response(request: Request):
     service, owner = request.app.state.service, request.state.owner
     engine = service.require_engine()
     await _check_state_exists(service.store, owner, body)
-    response_id, created_at, output_id = new_id("resp"), now(), new_id("msg")
+    response_id, created_at, output_id = new_id("resp"), time.time(), new_id("msg")
 
     def build(finished, dropped: int) -> dict:
         output = [item_object(Message("assistant", finished.text, id=output_id))]
