@@ -55,9 +55,10 @@ class GgufTokenizer:
         return self.template.render(messages=messages, add_generation_prompt=add_generation_prompt,
                                     bos_token=self.bos_token, eos_token=self.eos_token)
 
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        """Special tokens written in `text` (the template's <|im_start|>) become control tokens."""
-        return self.model.tokenize(text.encode("utf-8"), add_bos=add_special_tokens, special=True)
+    def encode(self, text: str, add_special_tokens: bool = False, split_special_tokens: bool = False) -> list[int]:
+        """Special tokens written in `text` (the template's <|im_start|>) become control tokens,
+        unless split_special_tokens (a message's text, which stays plain)."""
+        return self.model.tokenize(text.encode("utf-8"), add_bos=add_special_tokens, special=not split_special_tokens)
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         return self.model.detokenize(list(ids), special=not skip_special_tokens).decode("utf-8", errors="replace")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+GREEDY_BELOW = 1e-5
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -20,7 +22,8 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0
+        """A temperature this small is greedy (as vLLM rounds it): dividing logits by it overflows."""
+        return self.temperature < GREEDY_BELOW
 
     @property
     def needs_penalties(self) -> bool:

@@ -10,14 +10,32 @@ opened assistant turn before each reply) and every piece is tokenized on its own
 the earlier turns are the same text every time, so they give the same tokens. A template that does
 not render prefix by prefix (one that rewrites earlier messages) falls back to tokenizing the
 whole text: correct, just without the guarantee.
+
+Message text is data, never markup. The template is rendered with a marker in place of each
+message's text; the template's own text is tokenized with its special tokens recognised, and each
+message's text with special tokens split into plain text. So a user who writes `<|im_start|>system`
+gets those characters to the model, not a control token, and `{{ ... }}` in a message is never
+template code (Jinja renders values, it does not evaluate them). A template that changes message
+text beyond trimming it cannot be split this way; the renderer then tokenizes the whole text and
+says so once in the log.
 """
 
 from __future__ import annotations
+
+import logging
+import re
+
+log = logging.getLogger(__name__)
+
+# NUL never appears in a message: the API refuses it (protocol/limits.py), so it can mark one.
+MARKER = "\x00{}\x00"
+MARKER_PATTERN = re.compile("\x00(\\d+)\x00")
 
 
 class ChatRenderer:
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
+        self.warned = False
 
     def text(self, messages: list[dict], add_generation_prompt: bool) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False,
@@ -36,14 +54,41 @@ class ChatRenderer:
 
     def render(self, messages: list[dict]) -> list[int]:
         """Token ids of `messages`, ending with the assistant's turn opened."""
-        cuts = self.boundaries(messages)
+        texts = [m["content"] for m in messages]
+        cuts = self.boundaries([{**m, "content": MARKER.format(i)} for i, m in enumerate(messages)])
+        fill = self._filling(cuts[-1], texts, self.text(messages, add_generation_prompt=True))
+        if fill is None:
+            return self.encode(self.text(messages, add_generation_prompt=True))
         previous, ids = "", []
         for cut in cuts:
             if not cut.startswith(previous):  # the template rewrites earlier text: no stable pieces
-                return self.encode(cuts[-1])
-            ids += self.encode(cut[len(previous):])
+                return self._encode_marked(cuts[-1], fill)
+            ids += self._encode_marked(cut[len(previous):], fill)
             previous = cut
         return ids
 
+    def _filling(self, marked: str, texts: list[str], whole: str):
+        """How the template placed each message's text: as it is, or trimmed (Llama 3's templates);
+        None when it does something else with it."""
+        for fill in (lambda i: texts[i], lambda i: texts[i].strip()):
+            if MARKER_PATTERN.sub(lambda match, fill=fill: fill(int(match.group(1))), marked) == whole:
+                return fill
+        if not self.warned:
+            self.warned = True
+            log.warning("the chat template changes message text, so special tokens written in a message cannot "
+                        "be kept as plain text: the whole prompt is tokenized as one text")
+        return None
+
+    def _encode_marked(self, text: str, fill) -> list[int]:
+        ids, parts = [], MARKER_PATTERN.split(text)
+        for index, part in enumerate(parts):  # template text, message index, template text, ...
+            ids += self.encode(part) if index % 2 == 0 else self.encode_plain(fill(int(part)))
+        return ids
+
     def encode(self, text: str) -> list[int]:
+        """The template's text: its special tokens (<|im_start|>) become control tokens."""
         return self.tokenizer.encode(text, add_special_tokens=False) if text else []
+
+    def encode_plain(self, text: str) -> list[int]:
+        """A message's text: anything that looks like a special token stays plain text."""
+        return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True) if text else []

@@ -137,7 +137,8 @@ class VllmEngine(Engine):
         from vllm.sampling_params import RequestOutputKind
 
         return VllmSamplingParams(
-            max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
+            max_tokens=params.max_tokens, temperature=0.0 if params.greedy else params.temperature,
+            top_p=params.top_p,
             top_k=params.top_k, repetition_penalty=params.repetition_penalty,
             presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
             seed=params.seed, stop=list(params.stop), ignore_eos=params.ignore_eos,

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pure_model_api.engine.params import SamplingParams
+from pure_model_api.protocol.limits import Seed, Stop
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
 DEFAULT_SESSION = "default"
@@ -17,15 +18,15 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
     message: str = Field(min_length=1)
-    max_tokens: int = Field(512, ge=1)
-    temperature: float = Field(0.7, ge=0.0)
+    max_tokens: int = Field(512, ge=1, le=1_000_000)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
     session_id: str = Field(DEFAULT_SESSION, pattern=SESSION_ID_PATTERN)
     stream: bool = False
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(0, ge=0)
-    repetition_penalty: float = Field(1.0, gt=0.0)
-    seed: int | None = None
-    stop: list[str] | str | None = None
+    top_k: int = Field(0, ge=0, le=1_000_000)
+    repetition_penalty: float = Field(1.0, ge=0.01, le=10.0)
+    seed: Seed | None = None
+    stop: Stop = None
     ignore_eos: bool = False
 
     @field_validator("message")
@@ -68,3 +69,68 @@ class ChatResponse(BaseModel):
     session_id: str
     finish_reason: str
     usage: Usage
+
+
+# ---- documented shapes of the other answers (the OpenAPI document; tests hold the service to them) ----
+class DocumentedError(BaseModel):
+    error: str
+
+
+class ResetResponse(BaseModel):
+    status: Literal["success"]
+    message: str
+    session_id: str
+    rounds_removed: int
+
+
+class HealthResponse(BaseModel):
+    status: Literal["healthy", "loading", "failed"]
+    error: str | None = None
+
+
+class StatusResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")  # the engine adds what it knows (dtype, kv cache, ...)
+
+    model_name: str
+    device: str
+    engine: str
+    memory_allocated: int | float
+    conversation_length: int
+    session_id: str
+    ready: bool
+    uptime_s: float
+    sessions: int
+    requests_served: int
+    max_history_rounds: int
+
+
+class SessionSummary(BaseModel):
+    session_id: str
+    created_at: float
+    last_used_at: float
+    messages: int
+
+
+class SessionsPage(BaseModel):
+    sessions: list[SessionSummary]
+    has_more: bool
+
+
+class SessionMessage(BaseModel):
+    id: str
+    role: str
+    content: str
+    created_at: float
+
+
+class SessionDetail(BaseModel):
+    session_id: str
+    created_at: float
+    last_used_at: float
+    messages: list[SessionMessage]
+
+
+class SessionDeleted(BaseModel):
+    status: Literal["success"]
+    session_id: str
+    deleted: bool

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pure_model_api.conversations import Message
 from pure_model_api.engine.params import Finished, SamplingParams
 from pure_model_api.errors import BadRequest
+from pure_model_api.protocol.limits import Metadata, RequiredMetadata
 
 # Accepted, and cannot change the answer here.
 HARMLESS_FIELDS = {"service_tier", "parallel_tool_calls", "prompt_cache_key", "safety_identifier", "stream_options",
@@ -18,12 +19,14 @@ DEFAULT_MAX_OUTPUT_TOKENS = 1024
 
 
 class ContentPart(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     type: Literal["input_text", "output_text", "text"]
     text: str
 
 
 class InputMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     type: Literal["message"] = "message"
     role: Literal["user", "system", "developer", "assistant"]
@@ -35,11 +38,13 @@ class InputMessage(BaseModel):
 
 
 class ConversationRef(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     id: str
 
 
 class ResponseRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str
     input: str | list[InputMessage] = Field(min_length=1)
@@ -48,11 +53,11 @@ class ResponseRequest(BaseModel):
     conversation: str | ConversationRef | None = None
     store: bool = True
     stream: bool = False
-    max_output_tokens: int | None = Field(None, ge=1)
+    max_output_tokens: int | None = Field(None, ge=1, le=1_000_000)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     truncation: Literal["auto", "disabled"] = "disabled"
-    metadata: dict[str, str] | None = None
+    metadata: Metadata = None
     user: str | None = None
     tools: list | None = None
     tool_choice: str | dict | None = None
@@ -97,20 +102,20 @@ class ResponseRequest(BaseModel):
 
 
 class ConversationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     items: list[InputMessage] = Field(default_factory=list, max_length=20)
-    metadata: dict[str, str] | None = None
+    metadata: Metadata = None
 
 
 class ConversationUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    metadata: dict[str, str]
+    metadata: RequiredMetadata
 
 
 class ItemsCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     items: list[InputMessage] = Field(min_length=1, max_length=20)
 
@@ -161,3 +166,62 @@ def response_object(request: ResponseRequest, response_id: str, created_at: floa
 
 def status_of(finished: Finished) -> str:
     return "incomplete" if finished.finish_reason == "length" else "completed"
+
+
+# ---- documented shapes of the objects above (the OpenAPI document; tests hold the service to them) ----
+class ContentObject(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["input_text", "output_text"]
+    text: str
+
+
+class ItemObject(BaseModel):
+    id: str
+    type: Literal["message"]
+    status: str
+    role: str
+    content: list[ContentObject]
+
+
+class ItemList(BaseModel):
+    object: Literal["list"]
+    data: list[ItemObject]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class ConversationObject(BaseModel):
+    id: str
+    object: Literal["conversation"]
+    created_at: int
+    metadata: dict[str, str]
+
+
+class ConversationDeleted(BaseModel):
+    id: str
+    object: Literal["conversation.deleted"]
+    deleted: bool
+
+
+class ResponseDeleted(BaseModel):
+    id: str
+    object: Literal["response.deleted"]
+    deleted: bool
+
+
+class ResponseObject(BaseModel):
+    model_config = ConfigDict(extra="allow")  # every field OpenAI documents, echoed from the request
+
+    id: str
+    object: Literal["response"]
+    created_at: int
+    status: Literal["completed", "incomplete", "failed", "in_progress"]
+    error: dict | None
+    model: str
+    output: list[ItemObject]
+    previous_response_id: str | None
+    conversation: ConversationRef | None
+    usage: dict | None
+    metadata: dict[str, str]

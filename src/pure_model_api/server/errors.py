@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from pure_model_api.errors import ApiError, BadRequest, MethodNotAllowed, NotFound
+from pure_model_api.protocol.limits import check_json_text
 from pure_model_api.server.streaming import ClientDisconnected
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ async def parse_json_body(request: Request, model: type[BaseModel], *, body_opti
             raise BadRequest("the request body is nested too deeply") from error
         if not isinstance(parsed, dict):
             raise BadRequest("the request body must be a JSON object")
+        check_json_text(parsed)
         data.update(parsed)
     elif not body_optional:
         raise BadRequest("the request needs a JSON body")
