@@ -9,8 +9,9 @@ from fastapi import APIRouter, Request
 
 from pure_model_api.engine.params import TextDelta
 from pure_model_api.errors import ApiError
-from pure_model_api.protocol.chat import ChatRequest, ChatResponse, ResetRequest, Usage
+from pure_model_api.protocol.chat import ChatRequest, ChatResponse, ResetRequest, ResetResponse, Usage
 from pure_model_api.server.errors import parse_json_body
+from pure_model_api.server.openapi import body, responses
 from pure_model_api.server.streaming import cancel_on_disconnect, event_stream, primed, sse_event
 from pure_model_api.service import ChatResult
 
@@ -26,7 +27,8 @@ def chat_response(result: ChatResult) -> ChatResponse:
                                     cached_tokens=finish.cached_tokens))
 
 
-@router.post("/chat", response_model=None)
+@router.post("/chat", response_model=None, openapi_extra=body(ChatRequest),
+             responses=responses(ChatResponse, openai=False, stream=True, generation=True))
 async def chat(request: Request):
     body = await parse_json_body(request, ChatRequest)
     service = request.app.state.service
@@ -56,7 +58,8 @@ async def _chat_events(stream):
             yield sse_event({"error": "internal server error; see the server log"}, event="error")
 
 
-@router.post("/reset")
+@router.post("/reset", openapi_extra=body(ResetRequest, required=False),
+             responses=responses(ResetResponse, openai=False))
 async def reset(request: Request):
     """Clear the default conversation, or the one named by session_id (JSON body or query)."""
     reset_request = await parse_json_body(request, ResetRequest, body_optional=True,

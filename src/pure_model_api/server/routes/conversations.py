@@ -8,16 +8,21 @@ import asyncio
 from fastapi import APIRouter, Path, Query, Request
 
 from pure_model_api.errors import NotFound
-from pure_model_api.protocol.chat import SESSION_ID_PATTERN
+from pure_model_api.protocol.chat import SESSION_ID_PATTERN, SessionDeleted, SessionDetail, SessionsPage
 from pure_model_api.protocol.responses import (
     ConversationCreate,
+    ConversationDeleted,
+    ConversationObject,
     ConversationUpdate,
+    ItemList,
+    ItemObject,
     ItemsCreate,
     conversation_object,
     item_object,
     list_object,
 )
 from pure_model_api.server.errors import parse_json_body
+from pure_model_api.server.openapi import body, responses
 
 router = APIRouter()
 
@@ -37,7 +42,8 @@ async def _conversation(request: Request, cid: str) -> dict:
     return row
 
 
-@router.post("/v1/conversations")
+@router.post("/v1/conversations", openapi_extra=body(ConversationCreate, required=False),
+             responses=responses(ConversationObject, openai=True))
 async def create_conversation(request: Request):
     body = await parse_json_body(request, ConversationCreate, body_optional=True)
     items = [item.as_message() for item in body.items]
@@ -46,12 +52,13 @@ async def create_conversation(request: Request):
     return conversation_object(row)
 
 
-@router.get("/v1/conversations/{conversation_id}")
+@router.get("/v1/conversations/{conversation_id}", responses=responses(ConversationObject, openai=True))
 async def get_conversation(conversation_id: str, request: Request):
     return conversation_object(await _conversation(request, conversation_id))
 
 
-@router.post("/v1/conversations/{conversation_id}")
+@router.post("/v1/conversations/{conversation_id}", openapi_extra=body(ConversationUpdate),
+             responses=responses(ConversationObject, openai=True))
 async def update_conversation(conversation_id: str, request: Request):
     body = await parse_json_body(request, ConversationUpdate)
     await _conversation(request, conversation_id)
@@ -60,7 +67,7 @@ async def update_conversation(conversation_id: str, request: Request):
     return conversation_object(row)
 
 
-@router.delete("/v1/conversations/{conversation_id}")
+@router.delete("/v1/conversations/{conversation_id}", responses=responses(ConversationDeleted, openai=True))
 async def delete_conversation(conversation_id: str, request: Request):
     await _conversation(request, conversation_id)
     service = request.app.state.service
@@ -69,7 +76,7 @@ async def delete_conversation(conversation_id: str, request: Request):
     return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
 
 
-@router.get("/v1/conversations/{conversation_id}/items")
+@router.get("/v1/conversations/{conversation_id}/items", responses=responses(ItemList, openai=True))
 async def list_items(conversation_id: str, request: Request, after: str | None = None, limit: int = PAGE_LIMIT,
                      order: str = PAGE_ORDER):
     await _conversation(request, conversation_id)
@@ -78,7 +85,8 @@ async def list_items(conversation_id: str, request: Request, after: str | None =
     return list_object([item_object(m) for m in page], has_more)
 
 
-@router.post("/v1/conversations/{conversation_id}/items")
+@router.post("/v1/conversations/{conversation_id}/items", openapi_extra=body(ItemsCreate),
+             responses=responses(ItemList, openai=True))
 async def add_items(conversation_id: str, request: Request):
     body = await parse_json_body(request, ItemsCreate)
     await _conversation(request, conversation_id)
@@ -89,7 +97,7 @@ async def add_items(conversation_id: str, request: Request):
     return list_object([item_object(m) for m in added], False)
 
 
-@router.get("/v1/conversations/{conversation_id}/items/{item_id}")
+@router.get("/v1/conversations/{conversation_id}/items/{item_id}", responses=responses(ItemObject, openai=True))
 async def get_item(conversation_id: str, item_id: str, request: Request):
     await _conversation(request, conversation_id)
     item = await asyncio.to_thread(_store(request).item, request.state.owner, conversation_id, item_id)
@@ -98,7 +106,8 @@ async def get_item(conversation_id: str, item_id: str, request: Request):
     return item_object(item)
 
 
-@router.delete("/v1/conversations/{conversation_id}/items/{item_id}")
+@router.delete("/v1/conversations/{conversation_id}/items/{item_id}",
+               responses=responses(ConversationObject, openai=True))
 async def delete_item(conversation_id: str, item_id: str, request: Request):
     await _conversation(request, conversation_id)
     service = request.app.state.service
@@ -110,14 +119,14 @@ async def delete_item(conversation_id: str, item_id: str, request: Request):
 
 
 # ---- /sessions: the same conversations for /chat users, in the documented API's shapes ----
-@router.get("/sessions")
+@router.get("/sessions", responses=responses(SessionsPage, openai=False))
 async def list_sessions(request: Request, after: str | None = None, limit: int = PAGE_LIMIT):
     page, has_more = await asyncio.to_thread(_store(request).list_conversations, request.state.owner, after, limit)
     return {"sessions": [{"session_id": row["id"], **{k: v for k, v in row.items() if k != "id"}} for row in page],
             "has_more": has_more}
 
 
-@router.get("/sessions/{session_id}")
+@router.get("/sessions/{session_id}", responses=responses(SessionDetail, openai=False))
 async def get_session(request: Request, session_id: str = SESSION_ID):
     row = await _conversation(request, session_id)
     messages = await asyncio.to_thread(_store(request).messages, request.state.owner, session_id)
@@ -126,7 +135,7 @@ async def get_session(request: Request, session_id: str = SESSION_ID):
                          for m in messages]}
 
 
-@router.delete("/sessions/{session_id}")
+@router.delete("/sessions/{session_id}", responses=responses(SessionDeleted, openai=False))
 async def delete_session(request: Request, session_id: str = SESSION_ID):
     await _conversation(request, session_id)
     service = request.app.state.service

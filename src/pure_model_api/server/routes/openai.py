@@ -10,8 +10,20 @@ from fastapi import APIRouter, Request
 
 from pure_model_api.engine.params import Finished
 from pure_model_api.errors import ApiError, ModelNotFound
-from pure_model_api.protocol.openai import ChatCompletionRequest, CompletionRequest, envelope, model_card, new_id, usage
+from pure_model_api.protocol.openai import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    ModelCard,
+    ModelList,
+    envelope,
+    model_card,
+    new_id,
+    usage,
+)
 from pure_model_api.server.errors import error_body, parse_json_body
+from pure_model_api.server.openapi import body, responses
 from pure_model_api.server.streaming import cancel_on_disconnect, event_stream, sse_event
 
 router = APIRouter(prefix="/v1")
@@ -27,19 +39,20 @@ def _check_model(request: Request, model: str) -> None:
         raise ModelNotFound(model)
 
 
-@router.get("/models")
+@router.get("/models", responses=responses(ModelList, openai=True))
 async def list_models(request: Request):
     created = int(request.app.state.service.started_at)
     return {"object": "list", "data": [model_card(name, created) for name in _served_names(request)]}
 
 
-@router.get("/models/{model_id:path}")
+@router.get("/models/{model_id:path}", responses=responses(ModelCard, openai=True))
 async def get_model(model_id: str, request: Request):
     _check_model(request, model_id)
     return model_card(model_id, int(request.app.state.service.started_at))
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, openapi_extra=body(ChatCompletionRequest),
+             responses=responses(ChatCompletion, openai=True, stream=True, generation=True))
 async def chat_completions(request: Request):
     body = await parse_json_body(request, ChatCompletionRequest)
     _check_model(request, body.model)
@@ -49,7 +62,8 @@ async def chat_completions(request: Request):
     return await _complete(request, body, prompt_ids, body.requested_max_tokens, chat=True)
 
 
-@router.post("/completions", response_model=None)
+@router.post("/completions", response_model=None, openapi_extra=body(CompletionRequest),
+             responses=responses(Completion, openai=True, stream=True, generation=True))
 async def completions(request: Request):
     body = await parse_json_body(request, CompletionRequest)
     _check_model(request, body.model)

@@ -9,12 +9,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from pure_model_api.protocol.chat import DEFAULT_SESSION, SESSION_ID_PATTERN
+from pure_model_api.protocol.chat import DEFAULT_SESSION, SESSION_ID_PATTERN, HealthResponse, StatusResponse
+from pure_model_api.server.openapi import responses
 
 router = APIRouter()
 
 
-@router.get("/health")
+@router.get("/health", responses={200: {"model": HealthResponse}, 503: {"model": HealthResponse,
+            "description": "loading, or the model failed to load"}})
 async def health(request: Request):
     state = request.app.state
     if state.service.engine is not None:
@@ -24,7 +26,7 @@ async def health(request: Request):
     return JSONResponse({"status": "loading"}, status_code=503)
 
 
-@router.get("/status")
+@router.get("/status", responses=responses(StatusResponse, openai=False))
 async def status(request: Request, session_id: str = Query(DEFAULT_SESSION, pattern=SESSION_ID_PATTERN)):
     state = request.app.state
     service = state.service
@@ -44,7 +46,8 @@ async def status(request: Request, session_id: str = Query(DEFAULT_SESSION, patt
     }
 
 
-@router.get("/metrics")
+@router.get("/metrics", responses=responses(None, openai=False, ok_content={
+            CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}))
 async def metrics(request: Request):
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

@@ -15,6 +15,9 @@ from pure_model_api.conversations.store import new_id, page_of
 from pure_model_api.engine.params import TextDelta
 from pure_model_api.errors import ApiError, ModelNotFound, NotFound
 from pure_model_api.protocol.responses import (
+    ItemList,
+    ResponseDeleted,
+    ResponseObject,
     ResponseRequest,
     item_object,
     list_object,
@@ -22,6 +25,7 @@ from pure_model_api.protocol.responses import (
     status_of,
 )
 from pure_model_api.server.errors import parse_json_body
+from pure_model_api.server.openapi import body, responses
 from pure_model_api.server.streaming import cancel_on_disconnect, event_stream, primed, sse_event
 from pure_model_api.service import Turn, TurnResult
 
@@ -32,7 +36,8 @@ PAGE_LIMIT = Query(20, ge=1, le=100)
 PAGE_ORDER = Query("desc", pattern="^(asc|desc)$")
 
 
-@router.post("/responses", response_model=None)
+@router.post("/responses", response_model=None, openapi_extra=body(ResponseRequest),
+             responses=responses(ResponseObject, openai=True, stream=True, generation=True))
 async def create_response(request: Request):
     body = await parse_json_body(request, ResponseRequest)
     if body.model not in request.app.state.settings.model_names:
@@ -114,12 +119,12 @@ async def _events(stream, body: ResponseRequest, response_id: str, created_at: f
             yield event("response.failed", response=failed)
 
 
-@router.get("/responses/{response_id}")
+@router.get("/responses/{response_id}", responses=responses(ResponseObject, openai=True))
 async def get_response(response_id: str, request: Request):
     return await _stored_response(request, response_id)
 
 
-@router.delete("/responses/{response_id}")
+@router.delete("/responses/{response_id}", responses=responses(ResponseDeleted, openai=True))
 async def delete_response(response_id: str, request: Request):
     store = request.app.state.service.store
     if not await asyncio.to_thread(store.delete_response, request.state.owner, response_id):
@@ -127,7 +132,7 @@ async def delete_response(response_id: str, request: Request):
     return {"id": response_id, "object": "response.deleted", "deleted": True}
 
 
-@router.get("/responses/{response_id}/input_items")
+@router.get("/responses/{response_id}/input_items", responses=responses(ItemList, openai=True))
 async def input_items(response_id: str, request: Request, after: str | None = None, limit: int = PAGE_LIMIT,
                       order: str = PAGE_ORDER):
     response = await _stored_response(request, response_id)
