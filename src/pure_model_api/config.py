@@ -50,6 +50,7 @@ class Settings(BaseModel):
     distributed_executor_backend: str | None = Field(None, pattern=r"^(mp|ray|uni|external_launcher)$",
                                                      description="vLLM: mp (one machine) or ray (several)")
     max_body_bytes: int = Field(1 << 20, ge=1, description="largest request body; beyond it, 413")
+    body_timeout: float = Field(30.0, gt=0, description="seconds a client gets to send its whole body; then 408")
     shutdown_timeout: float = Field(30.0, ge=0, description="seconds in-flight requests get on SIGTERM")
     api_key: list[str] = Field(default_factory=list,
                                description="require 'Authorization: Bearer KEY' (repeatable; env: comma list)")

@@ -56,6 +56,11 @@ class PayloadTooLarge(ApiError):
     error_type = "invalid_request_error"
 
 
+class RequestTimeout(ApiError):
+    status_code = 408
+    error_type = "invalid_request_error"
+
+
 class HeadersTooLarge(ApiError):
     status_code = 431
     error_type = "invalid_request_error"

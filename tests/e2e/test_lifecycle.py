@@ -8,7 +8,7 @@ import sys
 import time
 
 import httpx
-from helpers import ROOT, ServerProcess, free_port
+from helpers import ROOT, ServerProcess, free_port, sse_events
 
 
 def test_a_restart_keeps_the_conversation(tmp_path, engine_name):
@@ -22,29 +22,39 @@ def test_a_restart_keeps_the_conversation(tmp_path, engine_name):
         assert status["conversation_length"] == 2 and status["engine"] == engine_name
 
 
-def test_sigterm_lets_in_flight_requests_finish_and_refuses_new_ones(tmp_path, engine_name):
+def test_sigterm_under_load_finishes_and_stores_in_flight_requests_and_refuses_new_ones(tmp_path, engine_name):
     server = ServerProcess(db=tmp_path / "c.sqlite3", engine=engine_name).start()
+    story = {"message": "Tell me a long story.", "max_tokens": 60, "ignore_eos": True}
+
+    async def streamed(client, session):
+        async with client.stream("POST", "/chat", json={**story, "session_id": session, "stream": True}) as response:
+            return sse_events([line async for line in response.aiter_lines()])
 
     async def scenario():
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
-            long = asyncio.create_task(client.post("/chat", json={
-                "message": "Tell me a long story.", "max_tokens": 120, "ignore_eos": True, "session_id": "late"}))
-            await asyncio.sleep(1.0)
+            plain = [asyncio.create_task(client.post("/chat", json={**story, "session_id": f"late{n}"}))
+                     for n in range(3)]
+            stream = asyncio.create_task(streamed(client, "late-stream"))
+            await asyncio.sleep(1.5)
             server.process.send_signal(signal.SIGTERM)
             await asyncio.sleep(0.3)
             try:
                 refused = (await client.post("/chat", json={"message": "too late"})).status_code
             except httpx.TransportError:
                 refused = "connection refused"
-            return await long, refused
+            return await asyncio.gather(*plain), await stream, refused
 
-    finished, refused = asyncio.run(scenario())
-    assert finished.status_code == 200 and finished.json()["finish_reason"] == "length"
+    finished, events, refused = asyncio.run(scenario())
+    assert [r.status_code for r in finished] == [200] * 3
+    assert all(r.json()["finish_reason"] == "length" for r in finished)
+    assert events[-1][0] == "done"
     assert refused in (503, "connection refused")
     assert server.process.wait(60) == 0
     server.log.close()
-    with ServerProcess(db=tmp_path / "c.sqlite3") as again:  # the finished round was stored (any engine reads it)
-        assert httpx.get(again.url + "/status", params={"session_id": "late"}).json()["conversation_length"] == 2
+    with ServerProcess(db=tmp_path / "c.sqlite3") as again:  # the finished rounds were stored (any engine reads it)
+        for session in ["late0", "late1", "late2", "late-stream"]:
+            status = httpx.get(again.url + "/status", params={"session_id": session}).json()
+            assert status["conversation_length"] == 2, session
 
 
 def test_a_full_queue_answers_503_at_once(tmp_path, engine_name):

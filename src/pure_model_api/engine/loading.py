@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -100,8 +101,10 @@ def load_model(name: str, device_name: str = "auto", dtype_name: str = "auto",
 
 
 def cannot_load(name: str, error: Exception) -> ModelLoadError:
+    reason = " ".join(str(error).split())  # one line, however many the library wrote
+    reason = reason if len(reason) <= 300 else reason[:297] + "..."
     return ModelLoadError(
-        f"cannot load model '{name}': {str(error).rstrip('.')}. Give a local directory with config, "
+        f"cannot load model '{name}': {reason.rstrip('.')}. Give a local directory with config, "
         f"weights and tokenizer, a .gguf file, or a Hugging Face id once it is in the Hugging Face cache "
         f"(huggingface-cli download {name}).")
 
@@ -129,10 +132,37 @@ def model_source(name: str, cache_dir: Path | None) -> str:
             raise ModelLoadError(f"GGUF file '{name}' does not exist")
         return str(gguf_as_directory(path, cache_dir))
     if path.is_dir():
+        check_model_directory(name, path)
         return str(path)
     if path.exists() or name.startswith((".", "/")):
         raise ModelLoadError(f"'{name}' is not a model directory or a .gguf file")
     return name
+
+
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+def check_model_directory(name: str, path: Path) -> None:
+    """Say in one line what a model directory lacks, before a library says it in twenty."""
+    from transformers import CONFIG_MAPPING
+
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"model directory '{name}' has no config.json: give a directory with config, "
+                             f"weights and tokenizer (as saved by save_pretrained), or a .gguf file")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"model directory '{name}': config.json is not readable JSON ({error})") from error
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type not in CONFIG_MAPPING:
+        raise ModelLoadError(f"model '{name}' has model_type '{model_type}' (architectures "
+                             f"{config.get('architectures') if isinstance(config, dict) else None}), which this "
+                             f"transformers does not know: serve a Qwen or Llama chat model")
+    if not any(next(path.glob(pattern), None) for pattern in WEIGHT_PATTERNS):
+        raise ModelLoadError(f"model directory '{name}' has no weights (*.safetensors or *.bin)")
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelLoadError(f"model directory '{name}' has no tokenizer (tokenizer.json or tokenizer.model)")
 
 
 def gguf_as_directory(gguf: Path, cache_dir: Path | None) -> Path:

@@ -69,7 +69,8 @@ def create_app(settings: Settings, engine_loader: Callable[[Settings], object] =
                           ConversationCreate, ConversationUpdate, ItemsCreate])
     # The last added runs first: CORS answers preflights before anything asks for a key, and the
     # counter sees the gate's refusals (401, 413, 503) too.
-    app.add_middleware(Gate, state=app.state, api_keys=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(Gate, state=app.state, api_keys=settings.api_key, max_body_bytes=settings.max_body_bytes,
+                       body_timeout=settings.body_timeout)
     app.add_middleware(RequestCounter, metrics_of=lambda: app.state.metrics)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],

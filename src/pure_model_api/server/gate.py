@@ -3,6 +3,7 @@ size limit, refusal while shutting down, and API keys. Pure ASGI, so streaming i
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -10,7 +11,14 @@ import logging
 import time
 import uuid
 
-from pure_model_api.errors import ApiError, HeadersTooLarge, PayloadTooLarge, ShuttingDown, Unauthorized
+from pure_model_api.errors import (
+    ApiError,
+    HeadersTooLarge,
+    PayloadTooLarge,
+    RequestTimeout,
+    ShuttingDown,
+    Unauthorized,
+)
 from pure_model_api.server.errors import error_body
 
 access_log = logging.getLogger("pure_model_api.access")
@@ -25,11 +33,12 @@ def owner_of(api_key: str | None) -> str:
 
 
 class Gate:
-    def __init__(self, app, state, api_keys: list[str], max_body_bytes: int):
+    def __init__(self, app, state, api_keys: list[str], max_body_bytes: int, body_timeout: float = 30.0):
         self.app = app
         self.state = state  # the FastAPI app.state: `draining` is set there on shutdown
         self.api_keys = [k.encode() for k in api_keys]
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -48,7 +57,11 @@ class Gate:
             refusal = self._check(scope)
             if refusal is not None:
                 return await _send_error(scope, send_with_id, refusal)
-            replay = await self._read_body(receive)
+            try:  # a client that trickles its body (slowloris) is cut off, not waited on
+                replay = await asyncio.wait_for(self._read_body(receive), self.body_timeout)
+            except TimeoutError:
+                late = RequestTimeout(f"the request body did not arrive within {self.body_timeout:g} s")
+                return await _send_error(scope, send_with_id, late)
             if replay is None:
                 too_large = PayloadTooLarge(f"request body is over the limit of {self.max_body_bytes} bytes")
                 return await _send_error(scope, send_with_id, too_large)

@@ -21,6 +21,7 @@ ERROR_STATUSES = {
     401: "missing or wrong API key (only when --api-key is set)",
     404: "no such conversation, response, item, model or route",
     405: "wrong method",
+    408: "the body did not arrive within --body-timeout",
     413: "body over --max-body-bytes",
     431: "request headers over 16 KB",
     503: "loading, busy (Retry-After) or shutting down",

@@ -1,0 +1,161 @@
+"""What happens to the real server process: a model that cannot load, clients that stall, and a
+SIGKILL in the middle of generations and writes."""
+
+import asyncio
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from helpers import ROOT, ServerProcess, free_port, sse_events
+
+BROKEN_MODELS = {
+    "transformers": ["empty", "unknown-architecture"],
+    "vllm": ["empty", "unknown-architecture"],
+    "llama.cpp": ["corrupt-gguf"],
+}
+
+
+def broken_model(kind: str, tmp_path) -> str:
+    target = tmp_path / kind
+    if kind == "corrupt-gguf":
+        target = tmp_path / "corrupt.gguf"
+        target.write_bytes(b"GGUF" + random.Random(0).randbytes(4096))
+        return str(target)
+    target.mkdir()
+    if kind == "unknown-architecture":
+        (target / "config.json").write_text('{"architectures": ["NoSuchForCausalLM"], "model_type": "nosuch"}')
+    return str(target)
+
+
+def test_a_model_that_fails_to_load_exits_non_zero_with_one_clear_line(tmp_path, engine_name):
+    for kind in BROKEN_MODELS[engine_name]:
+        model, port = broken_model(kind, tmp_path), free_port()
+        process = subprocess.Popen([sys.executable, str(ROOT / "pure_model_api.py"), "--model", model, "--engine",
+                                    engine_name, "--port", str(port), "--db", ":memory:"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        health = set()
+        while process.poll() is None:  # /health, asked all along, never says healthy
+            try:
+                health.add(httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code)
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        stderr = process.stderr.read()
+        errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+        assert process.returncode != 0 and 200 not in health, (kind, stderr[-2000:])
+        assert len(errors) == 1 and model in errors[0] and "Traceback" not in stderr, (kind, stderr[-2000:])
+
+
+def test_stalled_clients_do_not_pin_the_server(tmp_path):
+    with ServerProcess("--body-timeout", "3", db=tmp_path / "c.sqlite3") as server:
+        idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(100)]  # send nothing
+        trickling = []
+        for _ in range(50):  # headers, then a body that never finishes
+            conn = socket.create_connection(("127.0.0.1", server.port))
+            conn.sendall(b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"message\": ")
+            trickling.append(conn)
+        served = httpx.post(server.url + "/chat", json={"message": "Tell me the capital of France.",
+                                                        "max_tokens": 8}, timeout=60)
+        assert served.status_code == 200
+        trickling[0].settimeout(30)
+        answer = trickling[0].recv(4096).decode()  # the body timeout cuts a trickler off with a 408
+        assert answer.startswith("HTTP/1.1 408") and "did not arrive" in answer
+        for conn in idle + trickling:
+            conn.close()
+        assert httpx.get(server.url + "/health").status_code == 200
+
+
+async def chat_until_killed(url: str, session: str, delivered: list, in_flight: dict) -> None:
+    """Turn after turn on one session, streaming, noting each round whose reply was delivered."""
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        for turn in range(100):
+            message = f"{session} turn {turn}: say something."
+            in_flight[session] = message
+            try:
+                async with client.stream("POST", "/chat", json={"message": message, "max_tokens": 24,
+                                                                "session_id": session, "stream": True}) as response:
+                    events = sse_events([line async for line in response.aiter_lines()])
+            except httpx.TransportError:
+                return
+            if not events or events[-1][0] != "done":
+                return
+            delivered.append((session, message, events[-1][1]["response"]))
+            in_flight.pop(session, None)
+
+
+def test_sigkill_mid_generation_loses_no_completed_round_and_leaves_no_half_round(tmp_path, engine_name):
+    db = tmp_path / "c.sqlite3"
+    server = ServerProcess(db=db, engine=engine_name).start()
+    delivered, in_flight = [], {}
+    sessions = [f"s{n}" for n in range(6)]
+
+    async def run():
+        tasks = [asyncio.create_task(chat_until_killed(server.url, s, delivered, in_flight)) for s in sessions]
+        while len(delivered) < 8:  # a few rounds done, others mid-generation
+            await asyncio.sleep(0.05)
+        server.process.send_signal(signal.SIGKILL)
+        await asyncio.gather(*tasks)
+
+    asyncio.run(run())
+    assert server.stop() == -signal.SIGKILL
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with ServerProcess(db=db) as again:
+        for session in sessions:
+            messages = httpx.get(again.url + f"/sessions/{session}").json()["messages"]
+            rounds = [(messages[i]["content"], messages[i + 1]["content"]) for i in range(0, len(messages), 2)]
+            assert [m["role"] for m in messages] == ["user", "assistant"] * len(rounds)  # no half round
+            done = [(message, reply) for s, message, reply in delivered if s == session]
+            assert rounds[:len(done)] == done  # every delivered round, in order
+            # at most the round being generated at the kill, if it was stored before its reply arrived
+            assert len(rounds) - len(done) <= (1 if session in in_flight else 0)
+        continued = httpx.post(again.url + "/chat", json={"message": "still there?", "max_tokens": 4,
+                                                          "session_id": sessions[0]}, timeout=60)
+        assert continued.status_code == 200
+
+
+@pytest.mark.parametrize("cycle", range(3))
+def test_sigkill_under_a_storm_of_writes_keeps_the_database_whole(tmp_path_factory, tiny_models, cycle):
+    """Short replies on many sessions, so that a write is almost always under way at the kill."""
+    db = tmp_path_factory.mktemp("storm") / "c.sqlite3"
+    server = ServerProcess("--model", str(tiny_models["qwen2"]), db=db).start()
+    delivered, in_flight = [], {}
+
+    async def run():
+        async def one(session):
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+                for turn in range(1000):
+                    in_flight[session] = turn
+                    try:
+                        reply = await client.post("/chat", json={"message": f"{session}-{turn}", "max_tokens": 1,
+                                                                 "session_id": session})
+                    except httpx.TransportError:
+                        return
+                    delivered.append((session, f"{session}-{turn}"))
+                    assert reply.status_code == 200
+
+        tasks = [asyncio.create_task(one(f"w{n}")) for n in range(8)]
+        await asyncio.sleep(2 + cycle * 0.37)
+        server.process.send_signal(signal.SIGKILL)
+        await asyncio.gather(*tasks)
+
+    asyncio.run(run())
+    server.stop()
+    connection = sqlite3.connect(db)
+    assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    connection.close()
+    with ServerProcess("--model", str(tiny_models["qwen2"]), db=db) as again:
+        for n in range(8):
+            messages = httpx.get(again.url + f"/sessions/w{n}").json()["messages"]
+            users = [m["content"] for m in messages if m["role"] == "user"]
+            assert [m["role"] for m in messages] == ["user", "assistant"] * (len(messages) // 2)
+            done = [message for s, message in delivered if s == f"w{n}"]
+            with_last = done + [f"w{n}-{in_flight[f'w{n}']}"]  # stored just before the kill, not delivered
+            # the newest rounds, in order, within the window (it keeps 10 to 20 rounds)
+            assert users in (done[-len(users):], with_last[-len(users):]) and len(users) >= min(len(done), 10)

@@ -1,0 +1,100 @@
+"""A generation that raises inside the engine: that request gets a 500 in its surface's error shape
+(or an error event, once a stream has begun), nothing is stored for it, and the next request is
+served. The fault is injected into the real engines' own inference step."""
+
+import json
+
+import pytest
+from conftest import make_client, wait_healthy
+from helpers import sse_events
+
+from pure_model_api.config import Settings
+from pure_model_api.server.app import create_app
+
+
+@pytest.fixture(scope="module", params=["transformers", "llama.cpp"])
+def faulty(request, tiny_models, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"faults-{request.param}")
+    if request.param == "transformers":
+        client = make_client(tiny_models["llama"], tmp)
+    else:
+        from fastapi.testclient import TestClient
+
+        settings = Settings(model="demo", engine="llama.cpp", db=str(tmp / "c.sqlite3"), kv_token_budget=2048)
+        client = TestClient(create_app(settings), raise_server_exceptions=False)
+    with client:
+        wait_healthy(client)
+        yield client
+
+
+def fail_next_step(client) -> None:
+    """The engine's next inference step raises, once."""
+    engine = client.app.state.service.engine
+    owner, name = (engine.scheduler, "_decode_step") if hasattr(engine, "scheduler") else (engine, "_step")
+    real = getattr(owner, name)
+
+    def broken(*args, **kwargs):
+        setattr(owner, name, real)
+        raise RuntimeError("injected: the accelerator fell over")
+
+    setattr(owner, name, broken)
+
+
+def stored_rounds(client, session: str) -> int:
+    return client.get("/status", params={"session_id": session}).json()["conversation_length"] // 2
+
+
+REQUESTS = {
+    "chat": ("/chat", {"message": "hi", "max_tokens": 4, "session_id": "faulty"}),
+    "openai": ("/v1/chat/completions", {"model": "MODEL", "messages": [{"role": "user", "content": "hi"}],
+                                        "max_tokens": 4}),
+    "responses": ("/v1/responses", {"model": "MODEL", "input": "hi", "max_output_tokens": 4,
+                                    "conversation": "faulty"}),
+}
+
+
+def body_for(client, surface: str, stream: bool) -> tuple[str, dict]:
+    path, body = REQUESTS[surface]
+    model = client.app.state.settings.model
+    return path, json.loads(json.dumps({**body, "stream": stream}).replace("MODEL", model))
+
+
+@pytest.mark.parametrize("surface", ["chat", "openai", "responses"])
+def test_an_engine_fault_is_a_500_and_the_next_request_is_served(faulty, surface):
+    faulty.post("/chat", json={"message": "first", "max_tokens": 2, "session_id": "faulty"})
+    before = stored_rounds(faulty, "faulty")
+    path, body = body_for(faulty, surface, stream=False)
+    fail_next_step(faulty)
+    failed = faulty.post(path, json=body)
+    assert failed.status_code == 500
+    error = failed.json()["error"]
+    message = error["message"] if surface != "chat" else error
+    assert message == "internal server error; see the server log"  # no traceback, no internals
+    assert stored_rounds(faulty, "faulty") == before
+    assert faulty.post(path, json=body).status_code == 200
+    assert stored_rounds(faulty, "faulty") == before + (0 if surface == "openai" else 1)
+
+
+@pytest.mark.parametrize("surface", ["chat", "openai", "responses"])
+def test_an_engine_fault_in_a_stream_is_an_error_event_or_a_500(faulty, surface):
+    before = stored_rounds(faulty, "faulty")
+    path, body = body_for(faulty, surface, stream=True)
+    fail_next_step(faulty)
+    with faulty.stream("POST", path, json=body) as response:
+        status = response.status_code
+        if status == 500:  # the fault came before the first token: a plain error, no stream yet
+            assert "internal server error" in response.read().decode()
+        events = sse_events(response.iter_lines()) if status == 200 else []
+    names = [name for name, _ in events]
+    if status == 500:
+        pass
+    elif surface == "chat":
+        assert names[-1] == "error"
+    elif surface == "openai":
+        assert any(isinstance(data, dict) and "error" in data for _, data in events)
+    else:
+        assert names[-1] == "response.failed"
+    assert stored_rounds(faulty, "faulty") == before
+    with faulty.stream("POST", path, json=body) as response:
+        assert response.status_code == 200 and "error" not in response.read().decode().split("data:")[-1][:40]
+    assert stored_rounds(faulty, "faulty") == before + (0 if surface == "openai" else 1)
