@@ -48,3 +48,11 @@ def demo_server(tmp_path_factory, engine_name):
     server = ServerProcess(db=db, engine=engine_name).start()
     yield server
     server.stop()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """A skipped browser test must not pass unnoticed: say so at the end, where people look."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if any("BROWSER TESTS DID NOT RUN" in str(report.longrepr) for report in skipped):
+        terminalreporter.write_sep("!", "BROWSER TESTS DID NOT RUN: no Chromium. Install it with "
+                                        "`apt-get install chromium`; CI (CI=true) fails without it", red=True)

@@ -57,6 +57,7 @@ class Settings(BaseModel):
     cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed (repeatable, or *)")
     served_model_name: list[str] = Field(default_factory=list,
                                          description="extra names the model answers to on /v1 (repeatable)")
+    no_ui: bool = Field(False, description="do not serve the web chat page at /")
     log_level: str = Field("info", description="debug, info, warning or error")
 
     @property
@@ -76,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + name.replace("_", "-")
         if _is_list(name):
             parser.add_argument(flag, action="append", default=None, help=field.description)
+        elif field.annotation is bool:
+            parser.add_argument(flag, action="store_true", default=None, help=field.description)
         else:
             parser.add_argument(flag, default=None, help=field.description)
     return parser

@@ -203,11 +203,12 @@ class ConversationStore:
         with self._lock:
             rows = self._db.execute(
                 "SELECT c.id, c.created_at, c.updated_at, (SELECT COUNT(*) FROM items i WHERE i.owner = c.owner "
-                "AND i.conversation_id = c.id) FROM conversations c WHERE c.owner = ? ORDER BY c.updated_at DESC, "
-                "c.id", (owner,)).fetchall()
+                "AND i.conversation_id = c.id), (SELECT substr(i.text, 1, 200) FROM items i WHERE i.owner = c.owner "
+                "AND i.conversation_id = c.id AND i.role = 'user' ORDER BY i.created_at, i.rowid LIMIT 1) "
+                "FROM conversations c WHERE c.owner = ? ORDER BY c.updated_at DESC, c.id", (owner,)).fetchall()
         ids = [r[0] for r in rows]
         start = ids.index(after) + 1 if after in ids else 0
-        page = [{"id": r[0], "created_at": r[1], "last_used_at": r[2], "messages": r[3]}
+        page = [{"id": r[0], "created_at": r[1], "last_used_at": r[2], "messages": r[3], "title": title_of(r[4])}
                 for r in rows[start:start + limit]]
         return page, start + limit < len(rows)
 
@@ -278,6 +279,14 @@ class ConversationStore:
                                         "ORDER BY seq", (owner, response_id)).fetchall()
                 messages += [_message(r) for r in rows]
         return messages
+
+
+def title_of(first_message: str | None, words: int = 8) -> str:
+    """A conversation's first words, for a list of conversations; empty before its first message."""
+    if not first_message:
+        return ""
+    head = first_message.split()
+    return " ".join(head[:words]) + (" ..." if len(head) > words else "")
 
 
 def page_of(items: list[Message], after: str | None, limit: int, order: str) -> tuple[list[Message], bool]:

@@ -109,6 +109,7 @@ class SessionSummary(BaseModel):
     created_at: float
     last_used_at: float
     messages: int
+    title: str  # the first words of its first message; "" while it has none
 
 
 class SessionsPage(BaseModel):

@@ -24,6 +24,7 @@ from pure_model_api.server.gate import Gate
 from pure_model_api.server.metrics import Metrics, RequestCounter
 from pure_model_api.server.openapi import install_openapi
 from pure_model_api.server.routes import chat, conversations, openai, ops, responses
+from pure_model_api.server.routes.ui import install_ui
 from pure_model_api.service import ChatService
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ def create_app(settings: Settings, engine_loader: Callable[[Settings], object] =
     install_error_handlers(app)
     for router in (chat.router, openai.router, responses.router, conversations.router, ops.router):
         app.include_router(router)
+    if not settings.no_ui:
+        install_ui(app)
     install_openapi(app, [ChatRequest, ResetRequest, ChatCompletionRequest, CompletionRequest, ResponseRequest,
                           ConversationCreate, ConversationUpdate, ItemsCreate])
     # The last added runs first: CORS answers preflights before anything asks for a key, and the

@@ -23,7 +23,7 @@ from pure_model_api.server.errors import error_body
 
 access_log = logging.getLogger("pure_model_api.access")
 
-OPEN_PATHS = {"/health"}
+OPEN_PATHS = {"/health", "/"}  # and the page's static files under /ui/: the page holds no secret
 MAX_HEADER_BYTES = 16384  # all request headers together; the HTTP parser in use (httptools) sets no limit
 
 
@@ -80,7 +80,8 @@ class Gate:
         if length and length.isdigit() and int(length) > self.max_body_bytes:
             return PayloadTooLarge(f"request body is {length} bytes; the limit is {self.max_body_bytes}")
         scope.setdefault("state", {})["owner"] = ""
-        if self.api_keys and scope["path"] not in OPEN_PATHS and scope["method"] != "OPTIONS":
+        path = scope["path"]
+        if self.api_keys and path not in OPEN_PATHS and not path.startswith("/ui/") and scope["method"] != "OPTIONS":
             key = self._bearer(scope)
             if key is None:
                 return Unauthorized()
