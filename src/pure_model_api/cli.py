@@ -8,7 +8,10 @@ import sys
 import uvicorn
 
 from pure_model_api.config import load_settings
+from pure_model_api.engine.lifeline import watch_parent
 from pure_model_api.server.app import create_app
+
+watch_parent()  # in vLLM's spawned engine core, which imports this module: end with the service
 
 
 class DrainingServer(uvicorn.Server):

@@ -12,7 +12,7 @@ import time
 
 import httpx
 import pytest
-from helpers import ROOT, ServerProcess, free_port, sse_events
+from helpers import ROOT, ServerProcess, alive, descendants, free_port, sse_events
 
 BROKEN_MODELS = {
     "transformers": ["empty", "unknown-architecture"],
@@ -100,11 +100,17 @@ def test_sigkill_mid_generation_loses_no_completed_round_and_leaves_no_half_roun
         tasks = [asyncio.create_task(chat_until_killed(server.url, s, delivered, in_flight)) for s in sessions]
         while len(delivered) < 8:  # a few rounds done, others mid-generation
             await asyncio.sleep(0.05)
+        children.update(descendants(server.process.pid))
         server.process.send_signal(signal.SIGKILL)
         await asyncio.gather(*tasks)
 
+    children: set[int] = set()
     asyncio.run(run())
     assert server.stop() == -signal.SIGKILL
+    deadline = time.monotonic() + 30
+    while alive(children) and time.monotonic() < deadline:  # vLLM's engine core must not outlive it
+        time.sleep(0.2)
+    assert not alive(children), f"processes left behind by the killed server: {alive(children)}"
     assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone() == ("ok",)
     with ServerProcess(db=db) as again:
         for session in sessions:

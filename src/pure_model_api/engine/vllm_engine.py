@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 from pure_model_api.engine.base import Engine, EngineOptions
+from pure_model_api.engine.lifeline import mark_children
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
 from pure_model_api.errors import ModelLoadError, ServerBusy, ShuttingDown
 
@@ -205,6 +206,7 @@ def _start_async_llm(source: str, options: EngineOptions):
         log.info("starting vLLM on the CPU: its first start compiles the model (about 80-110 s on two "
                  "cores); later starts reuse the compile cache in ~/.cache/vllm")
     started = time.perf_counter()
+    mark_children()  # its engine core ends with this process, even after a SIGKILL
     try:
         llm = AsyncLLM.from_engine_args(args)
     except Exception as error:  # noqa: BLE001 - vLLM raises many kinds; all mean the same to the user
@@ -224,3 +226,4 @@ def _vllm_dtype(dtype: str, on_cpu: bool) -> str:
 
 def _finish_reason(reason: str | None) -> str:
     return "length" if reason == "length" else "stop"
+
