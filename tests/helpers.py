@@ -50,7 +50,9 @@ def free_port() -> int:
 class ServerProcess:
     """`python pure_model_api.py ...` as a user starts it, on a free port."""
 
-    def __init__(self, *args: str, db: Path, env: dict | None = None, engine: str = "transformers"):
+    def __init__(self, *args: str, db: Path | str, env: dict | None = None, engine: str = "transformers",
+                 log_dir: Path | None = None):
+        """`db`: a SQLite path (the log goes beside it) or a postgresql:// URL (the log goes in `log_dir`)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.db = db
@@ -59,7 +61,7 @@ class ServerProcess:
         self.args = ["--model", "demo", "--port", str(self.port), "--db", str(db), *engine_args, *args]
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen | None = None
-        self.log_path = db.with_suffix(f".{self.port}.log")
+        self.log_path = (log_dir / f"server.{self.port}.log") if log_dir else Path(db).with_suffix(f".{self.port}.log")
 
     def start(self, wait: bool = True) -> ServerProcess:
         self.log = open(self.log_path, "wb")

@@ -8,7 +8,9 @@ import sys
 import uvicorn
 
 from pure_model_api.config import load_settings
+from pure_model_api.conversations import open_store
 from pure_model_api.engine.lifeline import watch_parent
+from pure_model_api.errors import StoreUnavailable
 from pure_model_api.server.app import create_app
 
 watch_parent()  # in vLLM's spawned engine core, which imports this module: end with the service
@@ -32,7 +34,12 @@ class DrainingServer(uvicorn.Server):
 def main(argv: list[str] | None = None) -> int:
     settings = load_settings(argv)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
+    try:  # the database first: a service that cannot keep conversations does not start
+        store = open_store(settings.db, settings.max_history_rounds)
+    except StoreUnavailable as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    app = create_app(settings, store=store)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             access_log=False, timeout_graceful_shutdown=settings.shutdown_timeout)
     server = DrainingServer(config, app)

@@ -71,6 +71,14 @@ class ServiceUnavailable(ApiError):
     error_type = "server_error"
 
 
+class StoreUnavailable(ServiceUnavailable):
+    """The conversation database cannot be reached: nothing was stored, the client may retry."""
+
+    def __init__(self, message: str = "the conversation database is unavailable, retry later"):
+        super().__init__(message, code="store_unavailable")
+        self.headers = {"Retry-After": "2"}
+
+
 class ServerBusy(ServiceUnavailable):
     """The waiting queue is full: the client should come back later."""
 

@@ -102,6 +102,13 @@ class ChatService:
         self.requests_served = 0
         self.started_at = time.time()
 
+    @contextlib.asynccontextmanager
+    async def hold(self, owner: str, cid: str):
+        """A conversation for one turn or edit: in this process (FIFO, bounded by --max-queue),
+        then against other replicas that share the database (the store's lock)."""
+        async with self.locks.hold((owner, cid)), self.store.hold(owner, cid):
+            yield
+
     def require_engine(self):
         if self.engine is None:
             raise ModelLoading()
@@ -132,8 +139,7 @@ class ChatService:
     async def turn_stream(self, turn: Turn) -> AsyncIterator[TextDelta | TurnResult]:
         """Text deltas, then the TurnResult once the turn is stored."""
         engine = self.require_engine()
-        lock_key = (turn.owner, turn.conversation_id or f"response:{turn.previous_response_id}")
-        async with self.locks.hold(lock_key):
+        async with self.hold(turn.owner, turn.conversation_id or f"response:{turn.previous_response_id}"):
             history = await asyncio.to_thread(self._history, turn)
             prompt_ids, dropped = await asyncio.to_thread(self.fit_prompt, engine, group_rounds(history), turn)
             finished = None
@@ -205,7 +211,7 @@ class ChatService:
         return self.require_engine().encode(text)
 
     async def reset(self, owner: str, session_id: str) -> int:
-        async with self.locks.hold((owner, session_id)):
+        async with self.hold(owner, session_id):
             return await asyncio.to_thread(self.store.reset, owner, session_id)
 
     async def conversation_length(self, owner: str, session_id: str) -> int:

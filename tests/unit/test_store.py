@@ -1,6 +1,31 @@
+"""The store's behaviour, on both databases: SQLite files and a real PostgreSQL server."""
+
 import sqlite3
 
-from pure_model_api.conversations import ConversationStore, Message
+import pytest
+
+from pure_model_api.conversations import Message, SqliteStore, open_store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_db(request, tmp_path):
+    """Opens a store on one fresh database; call it again to reopen the same database."""
+    url = str(tmp_path / "c.sqlite3") if request.param == "sqlite" else \
+        request.getfixturevalue("postgres").new_database()
+    opened = []
+
+    def opener(max_rounds: int = 20):
+        opened.append(open_store(url, max_rounds))
+        return opened[-1]
+
+    yield opener
+    for store in opened:
+        store.close()
+
+
+def count_items(store) -> int:
+    with store._transaction() as run:
+        return run("SELECT COUNT(*) FROM items").fetchone()[0]
 
 
 def turn(store, owner, cid, user, reply, response=None):
@@ -11,14 +36,17 @@ def texts(store, owner, cid):
     return [(m.role, m.text) for m in store.messages(owner, cid)]
 
 
-def test_turns_survive_reopening(tmp_path):
-    path = tmp_path / "c.sqlite3"
-    store = ConversationStore(path)
+def test_turns_survive_reopening(open_db):
+    store = open_db()
     turn(store, "", "s1", "hello", "hi there")
     store.close()
-    reopened = ConversationStore(path)
+    reopened = open_db()
     assert texts(reopened, "", "s1") == [("user", "hello"), ("assistant", "hi there")]
-    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_sqlite_file_is_in_wal_mode(tmp_path):
+    SqliteStore(tmp_path / "c.sqlite3").close()
+    assert sqlite3.connect(tmp_path / "c.sqlite3").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_a_version_1_database_is_migrated_with_its_rounds(tmp_path):
@@ -32,14 +60,14 @@ def test_a_version_1_database_is_migrated_with_its_rounds(tmp_path):
         INSERT INTO rounds (owner, session_id, user_message, reply, created_at) VALUES ('', 'old', 'q2', 'a2', 2.0);""")
     old.commit()
     old.close()
-    store = ConversationStore(path)
+    store = SqliteStore(path)
     assert texts(store, "", "old") == [("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2")]
     store.close()
-    assert texts(ConversationStore(path), "", "old")[-1] == ("assistant", "a2")  # migrated once, not twice
+    assert texts(SqliteStore(path), "", "old")[-1] == ("assistant", "a2")  # migrated once, not twice
 
 
-def test_the_window_holds_at_most_20_rounds_and_drops_the_oldest_half_at_once(tmp_path):
-    store = ConversationStore(tmp_path / "c.sqlite3", max_rounds=20)
+def test_the_window_holds_at_most_20_rounds_and_drops_the_oldest_half_at_once(open_db):
+    store = open_db(max_rounds=20)
     kept_counts = []
     for i in range(45):
         turn(store, "", "s", f"q{i}", f"a{i}")
@@ -49,12 +77,11 @@ def test_the_window_holds_at_most_20_rounds_and_drops_the_oldest_half_at_once(tm
     assert kept_counts[21:31] == [*range(12, 21), 11]  # then the start stays put for 10 turns
     kept = [text for role, text in texts(store, "", "s") if role == "user"]
     assert kept == [f"q{i}" for i in range(30, 45)]  # newest, in order
-    rows = sqlite3.connect(tmp_path / "c.sqlite3").execute("SELECT COUNT(*) FROM items").fetchone()[0]
-    assert rows == 30  # trimmed on disk too, so a long conversation stays small
+    assert count_items(store) == 30  # trimmed on disk too, so a long conversation stays small
 
 
-def test_reset_clears_one_conversation_only(tmp_path):
-    store = ConversationStore(":memory:")
+def test_reset_clears_one_conversation_only(open_db):
+    store = open_db()
     turn(store, "", "a", "1", "one")
     turn(store, "", "b", "2", "two")
     assert store.reset("", "a") == 1
@@ -63,8 +90,8 @@ def test_reset_clears_one_conversation_only(tmp_path):
     assert store.count_conversations() == 1
 
 
-def test_owners_never_see_each_others_conversations_or_responses():
-    store = ConversationStore(":memory:")
+def test_owners_never_see_each_others_conversations_or_responses(open_db):
+    store = open_db()
     turn(store, "key-a", "shared-name", "secret", "kept", response={"id": "resp_1", "object": "response"})
     assert store.messages("key-b", "shared-name") == []
     assert store.reset("key-b", "shared-name") == 0
@@ -74,8 +101,8 @@ def test_owners_never_see_each_others_conversations_or_responses():
     assert texts(store, "key-a", "shared-name") == [("user", "secret"), ("assistant", "kept")]
 
 
-def test_a_chain_of_responses_is_its_history_in_order():
-    store = ConversationStore(":memory:")
+def test_a_chain_of_responses_is_its_history_in_order(open_db):
+    store = open_db()
     store.add_turn("", None, [Message("user", "one")], [Message("assistant", "1")], {"id": "r1"})
     store.add_turn("", None, [Message("user", "two")], [Message("assistant", "2")],
                    {"id": "r2", "previous_response_id": "r1"})
@@ -85,8 +112,8 @@ def test_a_chain_of_responses_is_its_history_in_order():
     assert [m.text for m in store.chain("", "r2")] == ["two", "2"]
 
 
-def test_deleting_an_item_or_conversation_keeps_the_response_record():
-    store = ConversationStore(":memory:")
+def test_deleting_an_item_or_conversation_keeps_the_response_record(open_db):
+    store = open_db()
     created = store.create_conversation("", {"topic": "x"}, [Message("user", "first")])
     cid = created["id"]
     stored = store.add_turn("", cid, [Message("user", "q")], [Message("assistant", "a")], {"id": "r1"})
@@ -98,7 +125,7 @@ def test_deleting_an_item_or_conversation_keeps_the_response_record():
     assert store.response("", "r1") == {"id": "r1"}
 
 
-def test_unicode_round_trips(tmp_path):
-    store = ConversationStore(tmp_path / "c.sqlite3")
+def test_unicode_round_trips(open_db):
+    store = open_db()
     turn(store, "", "zh", "你好！", "你好 👋")
     assert texts(store, "", "zh") == [("user", "你好！"), ("assistant", "你好 👋")]

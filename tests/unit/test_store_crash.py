@@ -6,7 +6,8 @@ import os
 import signal
 import sqlite3
 
-from pure_model_api.conversations import ConversationStore, Message
+from pure_model_api.conversations import Message
+from pure_model_api.conversations import SqliteStore as ConversationStore
 
 
 def write_rounds_then_die_mid_round(db: str, rounds_before: int) -> None:
@@ -15,8 +16,8 @@ def write_rounds_then_die_mid_round(db: str, rounds_before: int) -> None:
         store.add_turn("", "chat", [Message("user", f"question {n}")], [Message("assistant", f"answer {n}")])
     real_insert = store._insert
 
-    def insert_then_die(owner, cid, messages, response_id, now, is_output=False):
-        stored = real_insert(owner, cid, messages, response_id, now, is_output)
+    def insert_then_die(*args, is_output=False):
+        stored = real_insert(*args, is_output=is_output)
         if is_output:  # the user's item and the reply are written; the commit is next
             os.kill(os.getpid(), signal.SIGKILL)
         return stored

@@ -1,6 +1,9 @@
-"""Conversation history: the SQLite store and the history rules. No torch here."""
+"""Conversation history: the store (SQLite, or PostgreSQL for several replicas) and the history
+rules. No torch here."""
 
 from pure_model_api.conversations.history import Message, Round, fit_to_context, group_rounds, messages_of
-from pure_model_api.conversations.store import ConversationStore
+from pure_model_api.conversations.sqlite_store import SqliteStore
+from pure_model_api.conversations.store import ConversationStore, open_store
 
-__all__ = ["ConversationStore", "Message", "Round", "fit_to_context", "group_rounds", "messages_of"]
+__all__ = ["ConversationStore", "Message", "Round", "SqliteStore", "fit_to_context", "group_rounds", "messages_of",
+           "open_store"]

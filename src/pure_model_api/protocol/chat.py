@@ -88,6 +88,13 @@ class HealthResponse(BaseModel):
     error: str | None = None
 
 
+class StoreStatus(BaseModel):
+    kind: Literal["sqlite", "postgresql"]
+    operations: int
+    errors: int
+    mean_latency_ms: float
+
+
 class StatusResponse(BaseModel):
     model_config = ConfigDict(extra="allow")  # the engine adds what it knows (dtype, kv cache, ...)
 
@@ -102,6 +109,7 @@ class StatusResponse(BaseModel):
     sessions: int
     requests_served: int
     max_history_rounds: int
+    store: StoreStatus
 
 
 class SessionSummary(BaseModel):

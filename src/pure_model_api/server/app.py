@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from pure_model_api.config import Settings
-from pure_model_api.conversations import ConversationStore
+from pure_model_api.conversations import ConversationStore, open_store
 from pure_model_api.errors import ModelLoadError
 from pure_model_api.protocol.chat import ChatRequest, ResetRequest
 from pure_model_api.protocol.openai import ChatCompletionRequest, CompletionRequest
@@ -38,13 +38,17 @@ def load_engine(settings: Settings):
     return start_engine(EngineOptions.from_settings(settings))
 
 
-def create_app(settings: Settings, engine_loader: Callable[[Settings], object] = load_engine) -> FastAPI:
+def create_app(settings: Settings, engine_loader: Callable[[Settings], object] = load_engine,
+               store: ConversationStore | None = None) -> FastAPI:
+    """`store`: one the caller opened (the CLI opens it first, to fail fast); else opened here."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         state = app.state
-        state.store = ConversationStore(settings.db, settings.max_history_rounds)
+        state.store = store or open_store(settings.db, settings.max_history_rounds)
         state.metrics = Metrics(lambda: state.service.engine.describe() if state.service.engine else None,
                                 state.store.count_conversations)
+        state.metrics.watch_store(state.store)
         state.service = ChatService(state.store, settings.system_prompt, observer=state.metrics,
                                     max_waiting=settings.max_queue)
         loading = asyncio.create_task(_load_in_background(app, engine_loader))

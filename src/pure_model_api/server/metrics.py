@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from pure_model_api.engine.params import Finished
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
 class Metrics:
@@ -42,6 +43,20 @@ class Metrics:
                                  ["engine", "model"], registry=r)
         Gauge("pure_api_stored_conversations", "conversations in the store", registry=r).set_function(
             count_conversations)
+        self.store_info = Gauge("pure_api_store_info", "the conversation store in use", ["kind"], registry=r)
+        self.store_seconds = Histogram("pure_api_store_operation_seconds", "one store operation (a query or a "
+                                       "transaction)", buckets=STORE_BUCKETS, registry=r)
+        self.store_errors = Counter("pure_api_store_errors", "store operations that failed", registry=r)
+
+    def watch_store(self, store) -> None:
+        self.store_info.labels(kind=store.kind).set(1)
+
+        def observe(seconds: float, ok: bool) -> None:
+            self.store_seconds.observe(seconds)
+            if not ok:
+                self.store_errors.inc()
+
+        store.on_operation = observe
 
     def engine_loaded(self, engine: str, model: str) -> None:
         self.engine_info.labels(engine=engine, model=model).set(1)

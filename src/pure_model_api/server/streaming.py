@@ -17,10 +17,10 @@ def sse_event(data: dict | str, event: str | None = None) -> str:
     return (f"event: {event}\n" if event else "") + f"data: {payload}\n\n"
 
 
-def event_stream(events) -> StreamingResponse:
+def event_stream(events, headers: dict | None = None) -> StreamingResponse:
     """Starlette cancels `events` when the client disconnects; the generators below it then
     cancel the engine request and store nothing."""
-    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+    return StreamingResponse(events, media_type="text/event-stream", headers={**SSE_HEADERS, **(headers or {})})
 
 
 class ClientDisconnected(Exception):

@@ -6,10 +6,12 @@ import contextlib
 import logging
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from pure_model_api.engine.params import TextDelta
 from pure_model_api.errors import ApiError
 from pure_model_api.protocol.chat import ChatRequest, ChatResponse, ResetRequest, ResetResponse, Usage
+from pure_model_api.server.affinity import HEADER, conversation_id
 from pure_model_api.server.errors import parse_json_body
 from pure_model_api.server.openapi import body, responses
 from pure_model_api.server.streaming import cancel_on_disconnect, event_stream, primed, sse_event
@@ -31,14 +33,19 @@ def chat_response(result: ChatResult) -> ChatResponse:
              responses=responses(ChatResponse, openai=False, stream=True, generation=True))
 async def chat(request: Request):
     body = await parse_json_body(request, ChatRequest)
+    named = conversation_id(request, body.session_id if "session_id" in body.model_fields_set else None,
+                            "session_id")
+    if named is not None and named != body.session_id:
+        body = await parse_json_body(request, ChatRequest, defaults={"session_id": named})  # validated as one
     service = request.app.state.service
     owner = request.state.owner
     params = body.to_sampling_params()
+    affinity = {HEADER: body.session_id}
     if body.stream:
         stream = await primed(service.chat_stream(owner, body.session_id, body.message, params))
-        return event_stream(_chat_events(stream))
+        return event_stream(_chat_events(stream), headers=affinity)
     result = await cancel_on_disconnect(request, service.chat(owner, body.session_id, body.message, params))
-    return chat_response(result)
+    return JSONResponse(chat_response(result).model_dump(), headers=affinity)
 
 
 async def _chat_events(stream):

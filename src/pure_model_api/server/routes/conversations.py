@@ -71,7 +71,7 @@ async def update_conversation(conversation_id: str, request: Request):
 async def delete_conversation(conversation_id: str, request: Request):
     await _conversation(request, conversation_id)
     service = request.app.state.service
-    async with service.locks.hold((request.state.owner, conversation_id)):
+    async with service.hold(request.state.owner, conversation_id):
         await asyncio.to_thread(service.store.delete_conversation, request.state.owner, conversation_id)
     return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
 
@@ -91,7 +91,7 @@ async def add_items(conversation_id: str, request: Request):
     body = await parse_json_body(request, ItemsCreate)
     await _conversation(request, conversation_id)
     service = request.app.state.service
-    async with service.locks.hold((request.state.owner, conversation_id)):
+    async with service.hold(request.state.owner, conversation_id):
         added = await asyncio.to_thread(service.store.add_items, request.state.owner, conversation_id,
                                         [item.as_message() for item in body.items])
     return list_object([item_object(m) for m in added], False)
@@ -111,7 +111,7 @@ async def get_item(conversation_id: str, item_id: str, request: Request):
 async def delete_item(conversation_id: str, item_id: str, request: Request):
     await _conversation(request, conversation_id)
     service = request.app.state.service
-    async with service.locks.hold((request.state.owner, conversation_id)):
+    async with service.hold(request.state.owner, conversation_id):
         found = await asyncio.to_thread(service.store.delete_item, request.state.owner, conversation_id, item_id)
     if not found:
         raise NotFound(f"item '{item_id}' not found in conversation '{conversation_id}'", param="item_id")
@@ -139,6 +139,6 @@ async def get_session(request: Request, session_id: str = SESSION_ID):
 async def delete_session(request: Request, session_id: str = SESSION_ID):
     await _conversation(request, session_id)
     service = request.app.state.service
-    async with service.locks.hold((request.state.owner, session_id)):
+    async with service.hold(request.state.owner, session_id):
         await asyncio.to_thread(service.store.delete_conversation, request.state.owner, session_id)
     return {"status": "success", "session_id": session_id, "deleted": True}

@@ -43,6 +43,7 @@ async def status(request: Request, session_id: str = Query(DEFAULT_SESSION, patt
         "sessions": await asyncio.to_thread(service.store.count_conversations),
         "requests_served": service.requests_served,
         "max_history_rounds": settings.max_history_rounds,
+        "store": service.store.describe(),
     }
 
 

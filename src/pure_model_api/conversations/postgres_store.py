@@ -1,0 +1,124 @@
+"""The PostgreSQL store: one database that several replicas of the service share (--db
+postgresql://user@host/dbname). psycopg 3 with a connection pool.
+
+- The schema is created and migrated at start by numbered migrations, under an advisory lock, so
+  replicas that start at once apply each migration once.
+- `hold` takes a per-conversation advisory lock (pg_advisory_lock) for a whole turn: two turns of
+  one conversation sent to two replicas run one after the other, in the order they asked for the
+  lock (PostgreSQL queues lock waiters first come, first served). A replica that dies releases
+  its locks with its connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from pure_model_api.conversations.store import ConversationStore
+from pure_model_api.errors import StoreUnavailable
+
+MIGRATION_LOCK = 0x7075726561706931  # any constant; "pureapi1"
+MIGRATIONS = {
+    1: """
+    CREATE TABLE conversations (
+        owner TEXT NOT NULL, id TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}',
+        created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (owner, id));
+    CREATE TABLE items (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL,
+        conversation_id TEXT, response_id TEXT, is_output INTEGER NOT NULL DEFAULT 0,
+        role TEXT NOT NULL, text TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL);
+    CREATE INDEX items_by_conversation ON items (owner, conversation_id, seq);
+    CREATE INDEX items_by_response ON items (owner, response_id, seq);
+    CREATE TABLE responses (
+        owner TEXT NOT NULL, id TEXT NOT NULL, previous_response_id TEXT, conversation_id TEXT,
+        body TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (owner, id));
+    """,
+}
+
+
+def lock_key(owner: str, cid: str) -> int:
+    """A conversation's advisory lock: 64 bits of a hash of its owner and id."""
+    digest = hashlib.blake2b(f"{owner}\0{cid}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class PostgresStore(ConversationStore):
+    kind = "postgresql"
+
+    def __init__(self, url: str, max_rounds: int = 20, pool_size: int = 96):
+        super().__init__(max_rounds)
+        self.url = url
+        try:  # one plain connection first: its error says what is wrong (the pool's would only time out)
+            psycopg.connect(url, connect_timeout=10).close()
+        except psycopg.Error as error:
+            raise StoreUnavailable(f"cannot connect to the PostgreSQL database: {' '.join(str(error).split())}") \
+                from error
+        # every turn in flight holds a connection for its conversation's lock, so the pool is sized
+        # for --max-batch-size + --max-queue, and short queries beside them
+        self.pool = ConnectionPool(url, min_size=2, max_size=pool_size, kwargs={"autocommit": True},
+                                   open=False, timeout=30)
+        try:
+            self.pool.open(wait=True, timeout=30)
+            self._migrate()
+        except Exception as error:  # unreachable, refused, a failed migration: one clear line
+            self.pool.close()
+            raise StoreUnavailable(f"cannot use the PostgreSQL database: {' '.join(str(error).split())}") from error
+
+    @contextlib.contextmanager
+    def _connect(self, write: bool):
+        try:
+            with self.pool.connection() as connection:
+                def run(sql: str, params=()):
+                    return connection.execute(sql.replace("?", "%s"), params)
+
+                if not write:
+                    yield run
+                    return
+                with connection.transaction():
+                    yield run
+        except psycopg.OperationalError as error:  # the database is down or unreachable: a 503
+            raise StoreUnavailable(f"the conversation database is unavailable: {error}") from error
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def _migrate(self) -> None:
+        with self.pool.connection() as connection, connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            connection.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                               "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            done = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
+            for version in sorted(set(MIGRATIONS) - done):
+                connection.execute(MIGRATIONS[version])
+                connection.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+
+    @contextlib.asynccontextmanager
+    async def hold(self, owner: str, cid: str):
+        key = lock_key(owner, cid)
+        connection = await asyncio.to_thread(self.pool.getconn)
+        try:
+            await self._lock(connection, key)
+            try:
+                yield
+            finally:
+                await asyncio.to_thread(connection.execute, "SELECT pg_advisory_unlock(%s)", (key,))
+        finally:
+            self.pool.putconn(connection)
+
+    @staticmethod
+    async def _lock(connection, key: int) -> None:
+        """Wait for the lock in a worker thread; if the caller goes away meanwhile, stop waiting
+        (and give the lock back if it came at that moment)."""
+        waiting = asyncio.ensure_future(asyncio.to_thread(connection.execute, "SELECT pg_advisory_lock(%s)", (key,)))
+        try:
+            await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            connection.cancel_safe()
+            with contextlib.suppress(psycopg.Error):
+                await waiting
+                await asyncio.to_thread(connection.execute, "SELECT pg_advisory_unlock(%s)", (key,))
+            raise

@@ -1,0 +1,88 @@
+"""The SQLite store: one file (WAL mode), the default. One connection, shared by the event loop and
+worker threads under a lock; writes take the database's write lock at once (BEGIN IMMEDIATE).
+
+The schema is versioned with PRAGMA user_version; version 1 (a `rounds` table) is migrated in place
+on open. Several replicas need a database they all reach: postgres_store.py."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from pathlib import Path
+
+from pure_model_api.conversations.history import Message
+from pure_model_api.conversations.store import ConversationStore
+from pure_model_api.errors import StoreUnavailable
+
+SCHEMA_VERSION = 2
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    owner TEXT NOT NULL, id TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (owner, id));
+CREATE TABLE IF NOT EXISTS items (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL,
+    conversation_id TEXT, response_id TEXT, is_output INTEGER NOT NULL DEFAULT 0,
+    role TEXT NOT NULL, text TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS items_by_conversation ON items (owner, conversation_id, seq);
+CREATE INDEX IF NOT EXISTS items_by_response ON items (owner, response_id, seq);
+CREATE TABLE IF NOT EXISTS responses (
+    owner TEXT NOT NULL, id TEXT NOT NULL, previous_response_id TEXT, conversation_id TEXT,
+    body TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (owner, id));
+"""
+
+
+class SqliteStore(ConversationStore):
+    kind = "sqlite"
+
+    def __init__(self, path: str | Path, max_rounds: int = 20):
+        super().__init__(max_rounds)
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")  # a process kill loses nothing committed
+            with self._lock:
+                self._migrate()
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"cannot open the SQLite database '{self.path}': {error}") from error
+
+    @contextlib.contextmanager
+    def _connect(self, write: bool):
+        with self._lock:
+            if not write:
+                yield self._db.execute
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db.execute
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version >= SCHEMA_VERSION:
+            return
+        run = self._db.execute
+        run("BEGIN IMMEDIATE")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                run(statement)
+        if run("SELECT 1 FROM sqlite_master WHERE name = 'rounds'").fetchone():  # version 1: a row per round
+            rows = run("SELECT owner, session_id, user_message, reply, created_at FROM rounds ORDER BY id").fetchall()
+            for owner, session, user, reply, created in rows:
+                self._ensure_conversation(run, owner, session, created)
+                self._insert(run, owner, session, [Message("user", user), Message("assistant", reply)], None, created)
+            run("DROP TABLE rounds")
+        run(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        run("COMMIT")
