@@ -240,7 +240,17 @@ class Scheduler:
 
     @torch.inference_mode()
     def _prefill(self, joining: list[Sequence]) -> None:
-        inputs = left_padded([s.prompt_ids for s in joining], self.pad_id, self.device)
+        """Each prompt alone, then into the batch: a prompt padded beside others gives logits that
+        differ in the last bits, enough to flip a near-tie of a greedy first token (seen here: one
+        of sixteen simultaneous chats answered differently from its solo run). Alone, a prompt's
+        prefill is the same computation whatever else is running. The cost is prefill batching,
+        which matters little on a CPU, where prefill is compute-bound; this is the reference engine."""
+        for sequence in joining:
+            self._prefill_one(sequence)
+
+    def _prefill_one(self, sequence: Sequence) -> None:
+        joining = [sequence]
+        inputs = left_padded([sequence.prompt_ids], self.pad_id, self.device)
         cache = DynamicCache()
         logits = self.model(**inputs, **{self.cache_keyword: cache}, use_cache=True, logits_to_keep=1).logits[:, -1]
         first_tokens = choose_next_tokens(logits, joining)

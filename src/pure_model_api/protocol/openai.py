@@ -189,42 +189,38 @@ class AssistantMessage(BaseModel):
     content: str
 
 
-class ChatChoice(BaseModel):
+class _Choice(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     index: int
     finish_reason: str
+
+
+class ChatChoice(_Choice):
     message: AssistantMessage
 
 
-class ChatCompletion(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    object: Literal["chat.completion"]
-    created: int
-    model: str
-    choices: list[ChatChoice]
-    usage: UsageObject
-
-
-class CompletionChoice(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    index: int
-    finish_reason: str
+class CompletionChoice(_Choice):
     text: str
 
 
-class Completion(BaseModel):
+class _Envelope(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     id: str
-    object: Literal["text_completion"]
     created: int
     model: str
-    choices: list[CompletionChoice]
     usage: UsageObject
+
+
+class ChatCompletion(_Envelope):
+    object: Literal["chat.completion"]
+    choices: list[ChatChoice]
+
+
+class Completion(_Envelope):
+    object: Literal["text_completion"]
+    choices: list[CompletionChoice]
 
 
 class ModelCard(BaseModel):
