@@ -46,6 +46,6 @@ def test_the_server_serves_this_document(fuzzed_server):
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_every_route_keeps_its_documented_contract(case, fuzzed_server):
     case.call_and_validate(base_url=fuzzed_server.url, checks=CHECKS, timeout=120)

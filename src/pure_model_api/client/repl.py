@@ -20,6 +20,8 @@ class ChatClient:
     def __init__(self, url: str, session_id: str | None, api_key: str | None, stream: bool = True,
                  generation: dict | None = None, out=sys.stdout):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        if session_id:  # a load balancer in front keeps the conversation on one replica (its KV cache)
+            headers["X-Conversation-ID"] = session_id
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(10.0, read=600.0))
         self.session_id = session_id
         self.stream = stream

@@ -24,14 +24,15 @@ function newSessionId() {
 }
 
 // ---- the API, with the key when there is one ----
-async function api(path, {method = "GET", body, signal} = {}) {
+async function api(path, {method = "GET", body, signal, conversation} = {}) {
   const headers = {};
+  if (conversation) headers["X-Conversation-ID"] = conversation;  // lets a balancer keep it on one replica
   if (state.key) headers.Authorization = `Bearer ${state.key}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body)});
   if (response.status === 401) {
     await askForKey(Boolean(state.key));
-    return api(path, {method, body, signal});
+    return api(path, {method, body, signal, conversation});
   }
   return response;
 }
@@ -143,7 +144,7 @@ async function send(text) {
   setBusy(new AbortController());
   let reply = "";
   try {
-    const response = await api("/chat", {method: "POST", signal: state.controller.signal,
+    const response = await api("/chat", {method: "POST", signal: state.controller.signal, conversation: state.session,
                                          body: {message: text, session_id: state.session, stream: true}});
     if (!response.ok) throw new Error(await errorOf(response));
     for await (const {event, data} of serverSentEvents(response)) {

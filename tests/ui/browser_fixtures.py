@@ -1,6 +1,7 @@
 """A real Chromium (Debian's, found by path) driven by Playwright, against real server processes.
 Without Chromium the browser tests do not run, and the run says so loudly (tests/conftest.py);
-under CI (CI=true) a missing browser is a failure."""
+under CI (CI=true) a missing browser is a failure. Not a conftest.py: a second module named
+`conftest` would shadow tests/server/conftest.py for `from conftest import ...`."""
 
 import os
 import shutil
@@ -18,8 +19,10 @@ def find_chromium() -> str | None:
     return next((path for path in map(shutil.which, CHROMIUM_CANDIDATES) if path), None)
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="module", name="browser")
+def chromium_browser():
+    """Module-scoped: Playwright's sync API runs an event loop on this thread until it is closed,
+    and later tests call asyncio.run()."""
     chromium = find_chromium()
     if chromium is None:
         if os.environ.get("CI"):
@@ -33,8 +36,8 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser):
+@pytest.fixture(name="page")
+def chromium_page(browser):
     context = browser.new_context()
     page = context.new_page()
     page.dialogs = []  # any alert() would land here: none may
