@@ -44,6 +44,7 @@ bench: setup
 	$(PY) benchmarks/bench_llamacpp.py
 	$(PY) benchmarks/bench_single_chat.py
 	$(PY) benchmarks/bench_concurrency.py
+	$(PY) benchmarks/bench_store.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
