@@ -49,10 +49,8 @@ def test_earlier_turns_keep_their_tokens_with_hostile_text(tokenizer):
     renderer = ChatRenderer(tokenizer)
     first = [{"role": "user", "content": HOSTILE}]
     prompt = renderer.render(first)
-    reply = renderer.encode_plain("Sure.")
     grown = renderer.render([*first, {"role": "assistant", "content": "Sure."}, {"role": "user", "content": "more"}])
     assert grown[:len(prompt)] == prompt and count_control(tokenizer, grown) > count_control(tokenizer, prompt)
-    assert reply  # the reply's text tokenizes too
 
 
 class TrimmingTemplate:

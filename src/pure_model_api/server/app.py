@@ -16,9 +16,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from pure_model_api.config import Settings
 from pure_model_api.conversations import ConversationStore, open_store
 from pure_model_api.errors import ModelLoadError
-from pure_model_api.protocol.chat import ChatRequest, ResetRequest
-from pure_model_api.protocol.openai import ChatCompletionRequest, CompletionRequest
-from pure_model_api.protocol.responses import ConversationCreate, ConversationUpdate, ItemsCreate, ResponseRequest
 from pure_model_api.server.errors import install_error_handlers
 from pure_model_api.server.gate import Gate
 from pure_model_api.server.metrics import Metrics, RequestCounter
@@ -72,8 +69,7 @@ def create_app(settings: Settings, engine_loader: Callable[[Settings], object] =
         app.include_router(router)
     if not settings.no_ui:
         install_ui(app)
-    install_openapi(app, [ChatRequest, ResetRequest, ChatCompletionRequest, CompletionRequest, ResponseRequest,
-                          ConversationCreate, ConversationUpdate, ItemsCreate])
+    install_openapi(app)
     # The last added runs first: CORS answers preflights before anything asks for a key, and the
     # counter sees the gate's refusals (401, 413, 503) too.
     app.add_middleware(Gate, state=app.state, api_keys=settings.api_key, max_body_bytes=settings.max_body_bytes,

@@ -49,28 +49,39 @@ def responses(ok: type[BaseModel] | None, *, openai: bool, stream: bool = False,
 
 
 def body(model: type[BaseModel], *, required: bool = True) -> dict:
-    """`openapi_extra=` naming a route's JSON body."""
-    return {"requestBody": {"required": required, "content": {
-        "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+    """`openapi_extra=` naming a route's JSON body; `install_openapi` moves its schema into the
+    document's components."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}}
 
 
-def install_openapi(app: FastAPI, request_models: list[type[BaseModel]]) -> None:
-    """Build the document once, with the request bodies' schemas among its components."""
+def install_openapi(app: FastAPI) -> None:
+    """Build the document once: the request bodies' schemas (as the routes name them) among its
+    components, and no 422s."""
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             document = get_openapi(title=app.title, version=app.version, routes=app.routes,
                                    description=app.description)
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
-            for operation in (op for path in document["paths"].values() for op in path.values()):
-                operation["responses"].pop("422", None)  # FastAPI's; bad parameters are a 400 here
             for name in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(name, None)
-            for model in request_models:
-                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                schemas.update(schema.pop("$defs", {}))
-                schemas[model.__name__] = schema
+            for schema in map(_body_schema, app.routes):  # from the routes: get_openapi drops null defaults
+                if schema is not None:
+                    schema = dict(schema)
+                    schemas.update(schema.pop("$defs", {}))
+                    schemas[schema["title"]] = schema
+            for operation in (op for path in document["paths"].values() for op in path.values()):
+                operation["responses"].pop("422", None)  # FastAPI's; bad parameters are a 400 here
+                content = operation.get("requestBody", {}).get("content", {}).get("application/json")
+                if content:
+                    content["schema"] = {"$ref": f"#/components/schemas/{content['schema']['title']}"}
             app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi
+
+
+def _body_schema(route) -> dict | None:
+    extra = getattr(route, "openapi_extra", None) or {}
+    return extra.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")

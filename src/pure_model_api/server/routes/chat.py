@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pure_model_api.engine.params import TextDelta
 from pure_model_api.errors import ApiError
 from pure_model_api.protocol.chat import ChatRequest, ChatResponse, ResetRequest, ResetResponse, Usage
-from pure_model_api.server.affinity import HEADER, conversation_id
+from pure_model_api.server import affinity
 from pure_model_api.server.errors import parse_json_body
 from pure_model_api.server.openapi import body, responses
 from pure_model_api.server.streaming import cancel_on_disconnect, event_stream, primed, sse_event
@@ -32,20 +32,18 @@ def chat_response(result: ChatResult) -> ChatResponse:
 @router.post("/chat", response_model=None, openapi_extra=body(ChatRequest),
              responses=responses(ChatResponse, openai=False, stream=True, generation=True))
 async def chat(request: Request):
-    body = await parse_json_body(request, ChatRequest)
-    named = conversation_id(request, body.session_id if "session_id" in body.model_fields_set else None,
-                            "session_id")
-    if named is not None and named != body.session_id:
-        body = await parse_json_body(request, ChatRequest, defaults={"session_id": named})  # validated as one
+    header = affinity.named(request)  # the session, where the body does not name one; validated as one
+    body = await parse_json_body(request, ChatRequest, defaults={"session_id": header} if header else None)
+    affinity.check_agrees(request, body.session_id, "session_id")
     service = request.app.state.service
     owner = request.state.owner
     params = body.to_sampling_params()
-    affinity = {HEADER: body.session_id}
+    echo = {affinity.HEADER: body.session_id}
     if body.stream:
         stream = await primed(service.chat_stream(owner, body.session_id, body.message, params))
-        return event_stream(_chat_events(stream), headers=affinity)
+        return event_stream(_chat_events(stream), headers=echo)
     result = await cancel_on_disconnect(request, service.chat(owner, body.session_id, body.message, params))
-    return JSONResponse(chat_response(result).model_dump(), headers=affinity)
+    return JSONResponse(chat_response(result).model_dump(), headers=echo)
 
 
 async def _chat_events(stream):

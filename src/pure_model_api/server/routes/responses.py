@@ -25,7 +25,7 @@ from pure_model_api.protocol.responses import (
     response_object,
     status_of,
 )
-from pure_model_api.server.affinity import HEADER, conversation_id
+from pure_model_api.server import affinity
 from pure_model_api.server.errors import parse_json_body
 from pure_model_api.server.openapi import body, responses
 from pure_model_api.server.streaming import cancel_on_disconnect, event_stream, primed, sse_event
@@ -42,9 +42,9 @@ PAGE_ORDER = Query("desc", pattern="^(asc|desc)$")
              responses=responses(ResponseObject, openai=True, stream=True, generation=True))
 async def create_response(request: Request):
     body = await parse_json_body(request, ResponseRequest)
-    named = conversation_id(request, body.conversation_id, "conversation")
-    if named is not None and body.conversation_id is None and body.previous_response_id is None:
-        body.conversation = named
+    affinity.check_agrees(request, body.conversation_id, "conversation")
+    if body.conversation_id is None and body.previous_response_id is None:
+        body.conversation = affinity.named(request)
     if body.model not in request.app.state.settings.model_names:
         raise ModelNotFound(body.model)
     body.check_supported()
@@ -63,12 +63,12 @@ async def create_response(request: Request):
                 conversation_id=body.conversation_id, previous_response_id=body.previous_response_id,
                 system=body.instructions, truncate=body.truncation == "auto", output_id=output_id,
                 build_response=build, store_response=body.store)
-    affinity = {HEADER: body.conversation_id} if body.conversation_id else {}
+    echo = {affinity.HEADER: body.conversation_id} if body.conversation_id else {}
     if body.stream:
         stream = await primed(service.turn_stream(turn))
-        return event_stream(_events(stream, body, response_id, created_at, output_id), headers=affinity)
+        return event_stream(_events(stream, body, response_id, created_at, output_id), headers=echo)
     result = await cancel_on_disconnect(request, _last(service.turn_stream(turn)))
-    return JSONResponse(result.response, headers=affinity)
+    return JSONResponse(result.response, headers=echo)
 
 
 async def _check_state_exists(store, owner: str, body: ResponseRequest) -> None:
