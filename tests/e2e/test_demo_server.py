@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import time
 
 import httpx
@@ -96,13 +97,22 @@ def test_chinese_reply_streams_without_broken_characters(demo_server):
     assert any("\u4e00" <= ch <= "\u9fff" for ch in "".join(deltas))
 
 
+NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen".split()
+
+
+def mentions(text: str, n: int) -> bool:
+    """The reply names the number n, in digits or in a word."""
+    return re.search(rf"(?<![\d.]){n}(?!\d)|\b{NUMBER_WORDS[n]}\b", text, re.IGNORECASE) is not None
+
+
 def test_sixteen_simultaneous_chats_are_each_their_own_reply(demo_server):
-    """Batched, each reply is its own prompt's: it starts as its solo reply does and is about its
-    own number. Token for token equality is not promised past the first token (README, Engines):
-    a CPU's kernels add 16 rows in another order than one, which can flip a near-tie later on."""
-    if demo_server.engine == "llama.cpp":
-        pytest.skip("llama.cpp does not promise it: its quantized kernels differ between batch sizes "
-                    "(README, Engines)")
+    """Sixteen chats batched together each get a reply to their own prompt, never another row's.
+    Token for token equality with the solo reply is not promised (README, Engines): a batch's rows
+    are added in another order than one row's, and even a prompt prefilled alone can come out a few
+    bits apart, which flips a near-tie now and then (seen: 14 and 15 of 16 identical on transformers,
+    3 on llama.cpp, and a first word changed on vLLM). So the test asks what a user notices: every
+    reply is about its own number. On the transformers engine most replies must also be identical:
+    a padding or position bug there would change nearly all of them."""
     prompts = [f"Give me one fact about the number {n}." for n in range(16)]
     solo = [chat(demo_server, p, session_id=f"solo-{i}", max_tokens=24).json()["response"]
             for i, p in enumerate(prompts)]
@@ -116,10 +126,12 @@ def test_sixteen_simultaneous_chats_are_each_their_own_reply(demo_server):
     responses = asyncio.run(together())
     assert [r.status_code for r in responses] == [200] * 16
     crowd = [r.json()["response"] for r in responses]
-    for n, (batched, alone) in enumerate(zip(crowd, solo)):
-        assert batched.split()[:1] == alone.split()[:1], (n, batched, alone)
-        assert str(n) in batched or str(n) not in alone, (n, batched)  # not another row's conversation
-    assert sum(b == a for b, a in zip(crowd, solo)) >= 12, list(zip(crowd, solo))  # near-ties are rare
+    pairs = list(zip(crowd, solo))
+    assert sum(mentions(alone, n) for n, alone in enumerate(solo)) >= 12, solo  # the check means something
+    for n, (batched, alone) in enumerate(pairs):
+        assert mentions(batched, n) or not mentions(alone, n), (n, batched, alone)
+    if demo_server.engine == "transformers":
+        assert sum(b == a for b, a in pairs) >= 10, pairs
 
 
 def test_two_calls_on_one_conversation_run_in_arrival_order(demo_server):

@@ -242,9 +242,10 @@ class Scheduler:
     def _prefill(self, joining: list[Sequence]) -> None:
         """Each prompt alone, then into the batch: a prompt padded beside others gives logits that
         differ in the last bits, enough to flip a near-tie of a greedy first token (seen here: one
-        of sixteen simultaneous chats answered differently from its solo run). Alone, a prompt's
-        prefill is the same computation whatever else is running. The cost is prefill batching,
-        which matters little on a CPU, where prefill is compute-bound; this is the reference engine."""
+        of sixteen simultaneous chats answered differently from its solo run, every few runs).
+        Alone, that is rarer but not gone: the CPU's matrix kernels can still round a few bits
+        apart. The cost is prefill batching, which matters little on a CPU, where prefill is
+        compute-bound; this is the reference engine."""
         for sequence in joining:
             self._prefill_one(sequence)
 
