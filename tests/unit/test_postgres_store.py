@@ -3,9 +3,19 @@ per-conversation lock that replicas share (first come, first served; given back 
 leaves while waiting)."""
 
 import asyncio
+import shutil
+import tempfile
 import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+from postgres import PostgresServer
 
 from pure_model_api.conversations import open_store
+from pure_model_api.conversations.history import Message
+from pure_model_api.conversations.postgres_store import PostgresStore
+from pure_model_api.errors import StoreUnavailable
 
 
 def test_replicas_starting_at_once_apply_each_migration_once(postgres):
@@ -75,3 +85,45 @@ def test_a_caller_that_leaves_while_waiting_gives_the_lock_back(postgres):
 async def _enter(store):
     async with store.hold("", "c"):
         pass
+
+
+
+def test_a_database_restart_costs_no_turn(postgres):
+    """A restart or failover drops every pooled connection; the next turns get fresh ones."""
+    url = postgres.new_database()
+    store = open_store(url)
+
+    async def scenario():
+        await _enter(store)
+        with store._transaction() as run:
+            database = run("SELECT current_database()").fetchone()[0]
+        with psycopg.connect(postgres.url(), autocommit=True) as admin:
+            dropped = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                    "WHERE datname = %s", (database,)).fetchone()[0]
+        assert dropped >= 1
+        for n in range(3):
+            await asyncio.wait_for(_enter(store), 10)
+            store.add_turn("", "after", [Message("user", f"question {n}")], [Message("assistant", "answer")])
+        assert len(store.messages("", "after")) == 6
+
+    asyncio.run(scenario())
+    store.close()
+
+
+def test_a_database_that_is_down_is_a_503_not_a_500(tmp_path_factory):
+    """The turn's lock and the store's queries both say StoreUnavailable (the 503 that a balancer
+    retries on another replica), after the pool's timeout, not a psycopg error (a 500)."""
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="pure-api-postgres-down-"))).start()
+    store = PostgresStore(server.new_database(), timeout=2)
+    store.add_turn("", "c", [Message("user", "question")], [Message("assistant", "answer")])
+    server.stop()
+    try:
+        with pytest.raises(StoreUnavailable):
+            asyncio.run(_enter(store))
+        with pytest.raises(StoreUnavailable):
+            store.messages("", "c")
+        with pytest.raises(StoreUnavailable):
+            store.add_turn("", "c", [Message("user", "lost?")], [Message("assistant", "refused")])
+    finally:
+        store.close()
+        shutil.rmtree(server.root, ignore_errors=True)

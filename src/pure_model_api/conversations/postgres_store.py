@@ -49,7 +49,7 @@ def lock_key(owner: str, cid: str) -> int:
 class PostgresStore(ConversationStore):
     kind = "postgresql"
 
-    def __init__(self, url: str, max_rounds: int = 20, pool_size: int = 96):
+    def __init__(self, url: str, max_rounds: int = 20, pool_size: int = 96, timeout: float = 30):
         super().__init__(max_rounds)
         self.url = url
         try:  # one plain connection first: its error says what is wrong (the pool's would only time out)
@@ -59,8 +59,10 @@ class PostgresStore(ConversationStore):
                 from error
         # every turn in flight holds a connection for its conversation's lock, so the pool is sized
         # for --max-batch-size + --max-queue, and short queries beside them
+        # `check`: a connection the database dropped (a restart, a failover) is replaced before use,
+        # not handed to a turn; `timeout`: how long a turn waits for a connection before its 503
         self.pool = ConnectionPool(url, min_size=2, max_size=pool_size, kwargs={"autocommit": True},
-                                   open=False, timeout=30)
+                                   open=False, timeout=timeout, check=ConnectionPool.check_connection)
         try:
             self.pool.open(wait=True, timeout=30)
             self._migrate()
@@ -98,15 +100,25 @@ class PostgresStore(ConversationStore):
 
     @contextlib.asynccontextmanager
     async def hold(self, owner: str, cid: str):
+        """The conversation's advisory lock for one turn, on a pooled connection of its own. A
+        database that is down, or that dropped the connection, is a 503, never a 500."""
         key = lock_key(owner, cid)
-        connection = await asyncio.to_thread(self.pool.getconn)
         try:
-            await self._lock(connection, key)
+            connection = await asyncio.to_thread(self.pool.getconn)  # PoolTimeout is an OperationalError
             try:
-                yield
-            finally:
-                await asyncio.to_thread(connection.execute, "SELECT pg_advisory_unlock(%s)", (key,))
+                await self._lock(connection, key)
+            except BaseException:
+                self.pool.putconn(connection)
+                raise
+        except psycopg.OperationalError as error:
+            raise StoreUnavailable(f"the conversation database is unavailable: {error}") from error
+        try:
+            yield
         finally:
+            try:
+                await asyncio.to_thread(connection.execute, "SELECT pg_advisory_unlock(%s)", (key,))
+            except psycopg.Error:  # ending the session is what gives a session's lock back
+                connection.close()
             self.pool.putconn(connection)
 
     @staticmethod
