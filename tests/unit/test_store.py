@@ -125,6 +125,27 @@ def test_deleting_an_item_or_conversation_keeps_the_response_record(open_db):
     assert store.response("", "r1") == {"id": "r1"}
 
 
+def test_conversations_are_listed_newest_used_first_one_page_at_a_time(open_db):
+    store = open_db()
+    for n in range(25):
+        turn(store, "", f"c{n:02}", f"question {n}", "answer")
+    turn(store, "other", "theirs", "not mine", "answer")
+    turn(store, "", "c03", "used again", "answer")  # moves to the top
+    pages, after = [], None
+    while True:
+        page, more = store.list_conversations("", after, 10)
+        pages.append([row["id"] for row in page])
+        if not more:
+            break
+        after = page[-1]["id"]
+    assert [len(p) for p in pages] == [10, 10, 5]
+    listed = [cid for p in pages for cid in p]
+    assert listed == ["c03"] + [f"c{n:02}" for n in range(24, -1, -1) if n != 3]
+    first = store.list_conversations("", None, 1)[0][0]
+    assert (first["messages"], first["title"]) == (4, "question 3")
+    assert store.list_conversations("", "no-such-id", 2)[0] == store.list_conversations("", None, 2)[0]
+
+
 def test_unicode_round_trips(open_db):
     store = open_db()
     turn(store, "", "zh", "你好！", "你好 👋")

@@ -37,6 +37,7 @@ MIGRATIONS = {
         owner TEXT NOT NULL, id TEXT NOT NULL, previous_response_id TEXT, conversation_id TEXT,
         body TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (owner, id));
     """,
+    2: "CREATE INDEX conversations_by_use ON conversations (owner, updated_at)",  # /sessions pages
 }
 
 

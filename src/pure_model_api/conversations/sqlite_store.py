@@ -15,11 +15,12 @@ from pure_model_api.conversations.history import Message
 from pure_model_api.conversations.store import ConversationStore
 from pure_model_api.errors import StoreUnavailable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: conversations_by_use, for /sessions pages
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     owner TEXT NOT NULL, id TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}',
     created_at REAL NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (owner, id));
+CREATE INDEX IF NOT EXISTS conversations_by_use ON conversations (owner, updated_at);
 CREATE TABLE IF NOT EXISTS items (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL,
     conversation_id TEXT, response_id TEXT, is_output INTEGER NOT NULL DEFAULT 0,

@@ -196,18 +196,25 @@ class ConversationStore:
             return run("DELETE FROM conversations WHERE owner = ? AND id = ?", (owner, cid)).rowcount > 0
 
     def list_conversations(self, owner: str, after: str | None, limit: int) -> tuple[list[dict], bool]:
-        """Newest-used first, with message counts and titles; `after` is the last id of the previous page."""
+        """Newest-used first, with message counts and titles; `after` is the last id of the previous
+        page (an unknown one starts from the top). One page is read, from the index, however many
+        conversations the owner has."""
+        where, params = "c.owner = ?", [owner]
         with self._transaction() as run:
+            cursor = after and run("SELECT updated_at, id FROM conversations WHERE owner = ? AND id = ?",
+                                   (owner, after)).fetchone()
+            if cursor:
+                where += " AND (c.updated_at < ? OR (c.updated_at = ? AND c.id > ?))"
+                params += [cursor[0], cursor[0], cursor[1]]
             rows = run(
                 "SELECT c.id, c.created_at, c.updated_at, (SELECT COUNT(*) FROM items i WHERE i.owner = c.owner "
                 "AND i.conversation_id = c.id), (SELECT substr(i.text, 1, 200) FROM items i WHERE i.owner = c.owner "
                 "AND i.conversation_id = c.id AND i.role = 'user' ORDER BY i.seq LIMIT 1) "
-                "FROM conversations c WHERE c.owner = ? ORDER BY c.updated_at DESC, c.id", (owner,)).fetchall()
-        ids = [r[0] for r in rows]
-        start = ids.index(after) + 1 if after in ids else 0
+                f"FROM conversations c WHERE {where} ORDER BY c.updated_at DESC, c.id LIMIT ?",
+                (*params, limit + 1)).fetchall()
         page = [{"id": r[0], "created_at": r[1], "last_used_at": r[2], "messages": r[3], "title": title_of(r[4])}
-                for r in rows[start:start + limit]]
-        return page, start + limit < len(rows)
+                for r in rows[:limit]]
+        return page, len(rows) > limit
 
     def list_items(self, owner: str, cid: str, after: str | None, limit: int, order: str,
                    ) -> tuple[list[Message], bool]:
