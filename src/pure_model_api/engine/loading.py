@@ -154,11 +154,11 @@ def check_model_directory(name: str, path: Path) -> None:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"model directory '{name}': config.json is not readable JSON ({error})") from error
-    model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type not in CONFIG_MAPPING:
-        raise ModelLoadError(f"model '{name}' has model_type '{model_type}' (architectures "
-                             f"{config.get('architectures') if isinstance(config, dict) else None}), which this "
-                             f"transformers does not know: serve a Qwen or Llama chat model")
+    config = config if isinstance(config, dict) else {}
+    if config.get("model_type") not in CONFIG_MAPPING:
+        raise ModelLoadError(f"model '{name}' has model_type '{config.get('model_type')}' (architectures "
+                             f"{config.get('architectures')}), which this transformers does not know: "
+                             f"serve a Qwen or Llama chat model")
     if not any(next(path.glob(pattern), None) for pattern in WEIGHT_PATTERNS):
         raise ModelLoadError(f"model directory '{name}' has no weights (*.safetensors or *.bin)")
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
