@@ -56,9 +56,10 @@ class ChatRenderer:
         """Token ids of `messages`, ending with the assistant's turn opened."""
         texts = [m["content"] for m in messages]
         cuts = self.boundaries([{**m, "content": MARKER.format(i)} for i, m in enumerate(messages)])
-        fill = self._filling(cuts[-1], texts, self.text(messages, add_generation_prompt=True))
+        whole = self.text(messages, add_generation_prompt=True)
+        fill = self._filling(cuts[-1], texts, whole)
         if fill is None:
-            return self.encode(self.text(messages, add_generation_prompt=True))
+            return self.encode(whole)
         previous, ids = "", []
         for cut in cuts:
             if not cut.startswith(previous):  # the template rewrites earlier text: no stable pieces
