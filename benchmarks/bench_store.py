@@ -32,7 +32,7 @@ from common import ROOT, Server, dump_json, free_port, percentile, print_table
 
 sys.path.insert(0, str(ROOT / "tests"))
 from helpers import build_tiny_model  # noqa: E402
-from postgres import PostgresServer  # noqa: E402
+from postgres import PostgresServer, temporary_server  # noqa: E402
 
 CLIENTS, CONVERSATIONS = 32, 64
 
@@ -161,17 +161,13 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="bench-postgres-"))
-    postgres = PostgresServer(root).start()
-    try:
-        tiny = build_tiny_model("llama", root / "tiny-llama")
+    with temporary_server() as postgres:
+        tiny = build_tiny_model("llama", postgres.root / "tiny-llama")
         store_rows = measure_store_path(postgres, tiny, args.seconds)
         print_table(store_rows, ["store", "requests", "errors", "requests_per_s", "p50_ms", "p99_ms", "store_op_ms"])
         affinity_rows = measure_affinity(postgres, args.turns)
         print()
         print_table(affinity_rows, ["routing", "prompt_tokens", "cached_tokens", "hit_rate", "mean_latency_s"])
-    finally:
-        postgres.stop()
     dump_json({"machine": os.uname().nodename, "cpus": os.cpu_count(), "clients": CLIENTS,
                "conversations": CONVERSATIONS, "store_path": store_rows, "affinity": affinity_rows}, args.json)
 

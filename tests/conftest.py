@@ -1,9 +1,8 @@
+import contextlib
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import ServerProcess, build_tiny_model  # noqa: E402
-from postgres import PostgresServer  # noqa: E402
+from postgres import temporary_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -33,17 +32,13 @@ def demo_engine():
 
 @pytest.fixture(scope="session")
 def postgres():
-    """One real PostgreSQL server for the run; a missing one fails, it is not skipped. Its folder
-    is outside pytest's (mode 0700, which the `postgres` user could not enter)."""
-    root = Path(tempfile.mkdtemp(prefix="pure-api-postgres-"))
-    try:
-        server = PostgresServer(root).start()
-    except (RuntimeError, subprocess.CalledProcessError) as error:
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.fail(f"cannot start PostgreSQL: {getattr(error, 'stderr', None) or error}")
-    yield server
-    server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    """One real PostgreSQL server for the run; a missing one fails, it is not skipped."""
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(temporary_server())
+        except (RuntimeError, subprocess.CalledProcessError) as error:
+            pytest.fail(f"cannot start PostgreSQL: {getattr(error, 'stderr', None) or error}")
+        yield server
 
 
 # The engine-independent end-to-end suite runs once per engine. PURE_API_TEST_ENGINES narrows it

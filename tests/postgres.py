@@ -3,10 +3,12 @@ socket, for the tests. As root (CI), the server runs as the `postgres` user."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -72,3 +74,17 @@ class PostgresServer:
             self.process.terminate()  # smart shutdown would wait for clients; SIGTERM is "fast"
             self.process.wait(60)
         self.log.close()
+
+
+@contextlib.contextmanager
+def temporary_server():
+    """A started server in a folder of its own, outside pytest's (mode 0700, which the `postgres`
+    user could not enter); stopped and removed afterwards, even if a test stopped it already."""
+    root = Path(tempfile.mkdtemp(prefix="pure-api-postgres-"))
+    server = PostgresServer(root)
+    try:
+        yield server.start()
+    finally:
+        if server.process is not None:
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)

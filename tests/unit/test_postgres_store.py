@@ -3,14 +3,11 @@ per-conversation lock that replicas share (first come, first served; given back 
 leaves while waiting)."""
 
 import asyncio
-import shutil
-import tempfile
 import threading
-from pathlib import Path
 
 import psycopg
 import pytest
-from postgres import PostgresServer
+from postgres import temporary_server
 
 from pure_model_api.conversations import open_store
 from pure_model_api.conversations.history import Message
@@ -88,7 +85,6 @@ async def _enter(store):
         pass
 
 
-
 def test_a_database_restart_costs_no_turn(postgres):
     """A restart or failover drops every pooled connection; the next turns get fresh ones."""
     url = postgres.new_database()
@@ -111,20 +107,19 @@ def test_a_database_restart_costs_no_turn(postgres):
     store.close()
 
 
-def test_a_database_that_is_down_is_a_503_not_a_500(tmp_path_factory):
+def test_a_database_that_is_down_is_a_503_not_a_500():
     """The turn's lock and the store's queries both say StoreUnavailable (the 503 that a balancer
     retries on another replica), after the pool's timeout, not a psycopg error (a 500)."""
-    server = PostgresServer(Path(tempfile.mkdtemp(prefix="pure-api-postgres-down-"))).start()
-    store = PostgresStore(server.new_database(), timeout=2)
-    store.add_turn("", "c", [Message("user", "question")], [Message("assistant", "answer")])
-    server.stop()
-    try:
-        with pytest.raises(StoreUnavailable):
-            asyncio.run(_enter(store))
-        with pytest.raises(StoreUnavailable):
-            store.messages("", "c")
-        with pytest.raises(StoreUnavailable):
-            store.add_turn("", "c", [Message("user", "lost?")], [Message("assistant", "refused")])
-    finally:
-        store.close()
-        shutil.rmtree(server.root, ignore_errors=True)
+    with temporary_server() as server:
+        store = PostgresStore(server.new_database(), timeout=2)
+        store.add_turn("", "c", [Message("user", "question")], [Message("assistant", "answer")])
+        server.stop()
+        try:
+            with pytest.raises(StoreUnavailable):
+                asyncio.run(_enter(store))
+            with pytest.raises(StoreUnavailable):
+                store.messages("", "c")
+            with pytest.raises(StoreUnavailable):
+                store.add_turn("", "c", [Message("user", "lost?")], [Message("assistant", "refused")])
+        finally:
+            store.close()

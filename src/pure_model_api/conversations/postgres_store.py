@@ -47,6 +47,16 @@ def lock_key(owner: str, cid: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+@contextlib.contextmanager
+def _available():
+    """The database is down, unreachable or dropped the connection (psycopg_pool's PoolTimeout
+    included): a 503, never a 500."""
+    try:
+        yield
+    except psycopg.OperationalError as error:
+        raise StoreUnavailable(f"the conversation database is unavailable: {error}") from error
+
+
 class PostgresStore(ConversationStore):
     kind = "postgresql"
 
@@ -73,18 +83,15 @@ class PostgresStore(ConversationStore):
 
     @contextlib.contextmanager
     def _connect(self, write: bool):
-        try:
-            with self.pool.connection() as connection:
-                def run(sql: str, params=()):
-                    return connection.execute(sql.replace("?", "%s"), params)
+        with _available(), self.pool.connection() as connection:
+            def run(sql: str, params=()):
+                return connection.execute(sql.replace("?", "%s"), params)
 
-                if not write:
-                    yield run
-                    return
-                with connection.transaction():
-                    yield run
-        except psycopg.OperationalError as error:  # the database is down or unreachable: a 503
-            raise StoreUnavailable(f"the conversation database is unavailable: {error}") from error
+            if not write:
+                yield run
+                return
+            with connection.transaction():
+                yield run
 
     def close(self) -> None:
         self.pool.close()
@@ -104,15 +111,13 @@ class PostgresStore(ConversationStore):
         """The conversation's advisory lock for one turn, on a pooled connection of its own. A
         database that is down, or that dropped the connection, is a 503, never a 500."""
         key = lock_key(owner, cid)
-        try:
-            connection = await asyncio.to_thread(self.pool.getconn)  # PoolTimeout is an OperationalError
+        with _available():
+            connection = await asyncio.to_thread(self.pool.getconn)
             try:
                 await self._lock(connection, key)
             except BaseException:
                 self.pool.putconn(connection)
                 raise
-        except psycopg.OperationalError as error:
-            raise StoreUnavailable(f"the conversation database is unavailable: {error}") from error
         try:
             yield
         finally:
