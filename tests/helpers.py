@@ -41,6 +41,27 @@ def build_tiny_model(family: str, target: Path) -> Path:
     return target
 
 
+# llama.cpp's own chat templates and vocabulary-only GGUF files, from the llama-cpp-python sdist
+# (`make setup` extracts them): the real prompt formats and tokenizers of Qwen and Llama models.
+LLAMA_MODELS = Path(sys.prefix) / "share" / "llama.cpp-models"
+
+
+def family_tokenizer(vocab: str, template: str):
+    """A real tokenizer (`qwen2`, `llama-bpe`) with a real chat template (a name under templates/),
+    as the llama.cpp engine would build them from a GGUF file holding both."""
+    from llama_cpp._internals import LlamaModel
+
+    from pure_model_api.engine.gguf_chat import GgufTokenizer
+
+    if not LLAMA_MODELS.is_dir():
+        raise RuntimeError(f"{LLAMA_MODELS} is missing: `make setup` extracts it from the llama-cpp-python sdist")
+    params = LlamaModel.default_params()
+    params.vocab_only = True
+    model = LlamaModel(path_model=str(LLAMA_MODELS / f"ggml-vocab-{vocab}.gguf"), params=params, verbose=False)
+    text = (LLAMA_MODELS / "templates" / f"{template}.jinja").read_text()
+    return GgufTokenizer(model, {**model.metadata(), "tokenizer.chat_template": text})
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

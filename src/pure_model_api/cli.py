@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import sys
 
@@ -14,6 +15,16 @@ from pure_model_api.errors import StoreUnavailable
 from pure_model_api.server.app import create_app
 
 watch_parent()  # in vLLM's spawned engine core, which imports this module: end with the service
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 class DrainingServer(uvicorn.Server):
@@ -39,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     except StoreUnavailable as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 1
+    if not settings.api_key and not is_loopback(settings.host):
+        logging.getLogger("pure_model_api").warning(
+            "serving on %s without API keys: anyone who can reach this address can use the model and read every "
+            "conversation; set --api-key (or PURE_API_API_KEY), or bind to 127.0.0.1", settings.host)
     app = create_app(settings, store=store)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             access_log=False, timeout_graceful_shutdown=settings.shutdown_timeout)

@@ -98,6 +98,14 @@ class ShuttingDown(ServiceUnavailable):
         super().__init__("the server is shutting down", code="shutting_down")
 
 
+class EngineFailed(ServiceUnavailable):
+    """The engine's inference thread stopped on a fault: nothing more can be served until a restart."""
+
+    def __init__(self, failure: str):
+        super().__init__(f"the inference engine has stopped ({failure}); the server needs a restart",
+                         code="engine_failed")
+
+
 class ModelLoadError(Exception):
     """The model cannot be loaded (bad id, no network, missing file, unavailable device)."""
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pure_model_api.conversations import ConversationStore, Message, fit_to_context, group_rounds, messages_of
 from pure_model_api.conversations.history import fit_step
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
-from pure_model_api.errors import BadRequest, ContextLengthExceeded, ModelLoading, ServerBusy
+from pure_model_api.errors import BadRequest, ContextLengthExceeded, ModelLoading, NotFound, ServerBusy
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class Turn:
     conversation_id: str | None = None
     previous_response_id: str | None = None
     system: str | None = None
+    create: bool = True  # a turn on a conversation that does not exist starts it (/chat), else a 404
     truncate: bool = True  # drop the oldest rounds to fit the context, else a 400
     output_id: str = ""
     build_response: Callable[[Finished, int], dict] | None = None  # (finished, rounds dropped) -> response body
@@ -139,7 +140,12 @@ class ChatService:
     async def turn_stream(self, turn: Turn) -> AsyncIterator[TextDelta | TurnResult]:
         """Text deltas, then the TurnResult once the turn is stored."""
         engine = self.require_engine()
-        async with self.hold(turn.owner, turn.conversation_id or f"response:{turn.previous_response_id}"):
+        cid = turn.conversation_id
+        # Only a conversation is shared state: a turn without one (stateless, or continuing a
+        # response, which adds a new response and changes no other) takes no lock.
+        async with self.hold(turn.owner, cid) if cid is not None else contextlib.nullcontext():
+            if cid is not None and not turn.create:  # checked under the lock that a DELETE takes too
+                await asyncio.to_thread(self._require_conversation, turn.owner, cid)
             history = await asyncio.to_thread(self._history, turn)
             prompt_ids, dropped = await asyncio.to_thread(self.fit_prompt, engine, group_rounds(history), turn)
             finished = None
@@ -155,8 +161,12 @@ class ChatService:
             kept = response if turn.store_response else None
             if turn.conversation_id is not None or kept is not None:
                 stored = await asyncio.to_thread(self.store.add_turn, turn.owner, turn.conversation_id,
-                                                 turn.inputs, [output], kept)
+                                                 turn.inputs, [output], kept, turn.create)
         yield TurnResult(finish=finished, output=output, response=response, rounds_dropped=dropped, stored=stored)
+
+    def _require_conversation(self, owner: str, cid: str, param: str = "conversation") -> None:
+        if self.store.conversation(owner, cid) is None:
+            raise NotFound(f"conversation '{cid}' not found", param=param)
 
     def _history(self, turn: Turn) -> list[Message]:
         if turn.conversation_id is not None:
@@ -209,6 +219,24 @@ class ChatService:
 
     def encode(self, text: str) -> list[int]:
         return self.require_engine().encode(text)
+
+    # ---- edits of stored conversations: each under the conversation's lock, checked there ----
+    async def delete_conversation(self, owner: str, cid: str, param: str = "conversation_id") -> None:
+        async with self.hold(owner, cid):
+            if not await asyncio.to_thread(self.store.delete_conversation, owner, cid):
+                raise NotFound(f"conversation '{cid}' not found", param=param)
+
+    async def add_items(self, owner: str, cid: str, items: list[Message]) -> list[Message]:
+        async with self.hold(owner, cid):
+            try:
+                return await asyncio.to_thread(self.store.add_items, owner, cid, items)
+            except NotFound as error:
+                raise NotFound(error.message, param="conversation_id") from error
+
+    async def delete_item(self, owner: str, cid: str, item_id: str) -> bool:
+        async with self.hold(owner, cid):
+            await asyncio.to_thread(self._require_conversation, owner, cid, "conversation_id")
+            return await asyncio.to_thread(self.store.delete_item, owner, cid, item_id)
 
     async def reset(self, owner: str, session_id: str) -> int:
         async with self.hold(owner, session_id):

@@ -71,3 +71,27 @@ def test_a_template_that_trims_messages_still_keeps_them_plain(tokenizer):
     renderer = ChatRenderer(TrimmingTemplate(tokenizer))
     ids = renderer.render([{"role": "user", "content": "  " + HOSTILE + "\n"}])
     assert count_control(tokenizer, ids) == 3  # user's opening and closing, the assistant's opening
+
+
+def test_threads_tokenizing_at_once_each_get_their_own_tokens():
+    """A Hugging Face tokenizer's `split_special_tokens` flips a flag on its shared Rust tokenizer:
+    prompts rendered in several worker threads at once (and raw /v1/completions prompts beside
+    them) must each come out as they do alone, with no `Already borrowed` error."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from helpers import demo_model_dir
+    from transformers import AutoTokenizer
+
+    renderer = ChatRenderer(AutoTokenizer.from_pretrained(demo_model_dir()))
+    messages = [{"role": "user", "content": HOSTILE * 50}]
+    raw = HOSTILE * 50
+    expected_prompt, expected_raw = renderer.render(messages), renderer.encode(raw)
+
+    def work(index: int) -> bool:
+        if index % 2:
+            return renderer.render(messages) == expected_prompt
+        return renderer.encode(raw) == expected_raw
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(400)))
+    assert all(results), f"{results.count(False)} of {len(results)} tokenized in the other mode"

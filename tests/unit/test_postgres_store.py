@@ -11,7 +11,7 @@ from postgres import temporary_server
 
 from pure_model_api.conversations import open_store
 from pure_model_api.conversations.history import Message
-from pure_model_api.conversations.postgres_store import PostgresStore
+from pure_model_api.conversations.postgres_store import MIGRATIONS, PostgresStore, lock_key
 from pure_model_api.errors import StoreUnavailable
 
 
@@ -33,7 +33,7 @@ def test_replicas_starting_at_once_apply_each_migration_once(postgres):
     assert errors == [] and len(stores) == 4
     with stores[0]._transaction() as run:
         applied = run("SELECT version, COUNT(*) FROM schema_migrations GROUP BY version ORDER BY version").fetchall()
-    assert applied == [(1, 1), (2, 1)]
+    assert applied == [(version, 1) for version in sorted(MIGRATIONS)]
     for store in stores:
         store.close()
 
@@ -123,3 +123,66 @@ def test_a_database_that_is_down_is_a_503_not_a_500():
                 store.add_turn("", "c", [Message("user", "lost?")], [Message("assistant", "refused")])
         finally:
             store.close()
+
+
+def test_a_caller_cancelled_while_waiting_for_a_connection_returns_it(postgres):
+    """With every pooled connection taken, a turn that gives up while its thread still waits for
+    one must not keep the connection that thread gets later: the pool ends with all of them."""
+    store = PostgresStore(postgres.new_database(), pool_size=2)
+
+    async def scenario():
+        release = asyncio.Event()
+
+        async def hold_until_released(cid):
+            async with store.hold("", cid):
+                await release.wait()
+
+        holders = [asyncio.create_task(hold_until_released(c)) for c in ("a", "b")]
+        await asyncio.sleep(0.5)
+        waiters = [asyncio.create_task(_enter_named(store, f"w{n}")) for n in range(4)]  # waiting for a connection
+        await asyncio.sleep(0.3)
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+        release.set()
+        await asyncio.gather(*holders)
+        for _ in range(100):  # the cancelled waiters' threads get connections, and give them back
+            stats = store.pool.get_stats()
+            if stats["pool_size"] - stats["pool_available"] == 0:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.wait_for(asyncio.gather(_enter_named(store, "x"), _enter_named(store, "y")), 10)
+
+    asyncio.run(scenario())
+    stats = store.pool.get_stats()
+    assert stats["pool_size"] - stats["pool_available"] == 0, stats
+    store.close()
+
+
+def test_turns_waiting_for_busy_conversations_do_not_starve_the_others(postgres):
+    """Another replica holds eight conversations; turns waiting for them must leave the threads
+    that every other turn's queries need (the default pool has about six on two cores)."""
+    url = postgres.new_database()
+    store = open_store(url)
+    with psycopg.connect(url, autocommit=True) as other_replica:
+        for n in range(8):
+            other_replica.execute("SELECT pg_advisory_lock(%s)", (lock_key("", f"busy{n}"),))
+
+        async def scenario():
+            waiting = [asyncio.create_task(_enter_named(store, f"busy{n}")) for n in range(8)]
+            await asyncio.sleep(0.5)
+            try:
+                await asyncio.wait_for(asyncio.to_thread(store.messages, "", "free"), 10)
+                await asyncio.wait_for(_enter_named(store, "free"), 10)
+            finally:
+                for task in waiting:
+                    task.cancel()
+                await asyncio.gather(*waiting, return_exceptions=True)
+
+        asyncio.run(scenario())
+    store.close()
+
+
+async def _enter_named(store, cid):
+    async with store.hold("", cid):
+        pass

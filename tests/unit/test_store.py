@@ -150,3 +150,38 @@ def test_unicode_round_trips(open_db):
     store = open_db()
     turn(store, "", "zh", "你好！", "你好 👋")
     assert texts(store, "", "zh") == [("user", "你好！"), ("assistant", "你好 👋")]
+
+
+def test_a_commit_that_fails_leaves_no_transaction_open(tmp_path):
+    """SQLite refuses one COMMIT (here through its authorizer; in life SQLITE_BUSY or a full disk):
+    that turn is not stored, and the shared connection is not left inside the transaction, where
+    every later write would fail with 'cannot start a transaction within a transaction'."""
+    store = SqliteStore(tmp_path / "c.sqlite3")
+    turn(store, "", "chat", "first", "one")
+
+    def refuse_commit(action, arg1, *_):
+        return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_TRANSACTION and arg1 == "COMMIT" else sqlite3.SQLITE_OK
+
+    store._db.set_authorizer(refuse_commit)
+    with pytest.raises(sqlite3.DatabaseError):
+        turn(store, "", "chat", "second", "two")
+    store._db.set_authorizer(None)
+    turn(store, "", "chat", "third", "three")
+    assert texts(store, "", "chat") == [("user", "first"), ("assistant", "one"), ("user", "third"),
+                                        ("assistant", "three")]
+
+
+def test_a_database_locked_by_another_process_is_unavailable_not_a_fault(tmp_path):
+    """Another writer holding the file past the busy timeout: a 503 (StoreUnavailable), then the
+    next write, once the file is free, goes through."""
+    from pure_model_api.errors import StoreUnavailable
+
+    store = SqliteStore(tmp_path / "c.sqlite3")
+    other = sqlite3.connect(tmp_path / "c.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    store._db.execute("PRAGMA busy_timeout = 200")
+    with pytest.raises(StoreUnavailable):
+        turn(store, "", "chat", "blocked", "no")
+    other.execute("ROLLBACK")
+    turn(store, "", "chat", "free", "yes")
+    assert texts(store, "", "chat") == [("user", "free"), ("assistant", "yes")]

@@ -42,3 +42,23 @@ def test_held_text_is_flushed_at_the_end():
 def test_earliest_of_several_stops_wins():
     stop = StopStringFilter(("b", "a"))
     assert stop.push("xxabc") == "xx"
+
+
+@pytest.mark.parametrize("text", ["the end is \ufffd", "\ufffd" * 300 + " after"])
+def test_a_reply_that_writes_the_replacement_character_gets_all_of_it(tokenizer, text):
+    """U+FFFD written by the model (not a half character) is text like any other: the reply ends
+    with it, and a long run of it is not held back (re-decoded at every token) but streamed."""
+    from pure_model_api.engine.params import SamplingParams
+    from pure_model_api.engine.scheduler import Sequence, accept_token
+
+    events = []
+    sequence = Sequence([1, 2, 3], SamplingParams(max_tokens=10_000), events.append, tokenizer)
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    held = []
+    for token in ids:
+        accept_token(sequence, token, eos_ids=set(), context_length=100_000)
+        held.append(len(sequence.decoder.ids) - sequence.decoder.prefix_offset)
+    sequence.finish("stop")
+    assert events[-1].text == text
+    assert "".join(e.text for e in events[:-1]) == text
+    assert max(held) <= 2 * IncrementalDecoder.MAX_HELD  # the decoding window stays small

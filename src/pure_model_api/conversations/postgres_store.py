@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -38,6 +39,7 @@ MIGRATIONS = {
         body TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (owner, id));
     """,
     2: "CREATE INDEX conversations_by_use ON conversations (owner, updated_at)",  # /sessions pages
+    3: "CREATE TABLE service_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",  # owner ids' key
 }
 
 
@@ -74,6 +76,7 @@ class PostgresStore(ConversationStore):
         # not handed to a turn; `timeout`: how long a turn waits for a connection before its 503
         self.pool = ConnectionPool(url, min_size=2, max_size=pool_size, kwargs={"autocommit": True},
                                    open=False, timeout=timeout, check=ConnectionPool.check_connection)
+        self.lock_threads = ThreadPoolExecutor(pool_size, thread_name_prefix="pg-lock")
         try:
             self.pool.open(wait=True, timeout=30)
             self._migrate()
@@ -94,6 +97,7 @@ class PostgresStore(ConversationStore):
                 yield run
 
     def close(self) -> None:
+        self.lock_threads.shutdown(wait=False, cancel_futures=True)
         self.pool.close()
 
     def _migrate(self) -> None:
@@ -109,34 +113,49 @@ class PostgresStore(ConversationStore):
     @contextlib.asynccontextmanager
     async def hold(self, owner: str, cid: str):
         """The conversation's advisory lock for one turn, on a pooled connection of its own. A
-        database that is down, or that dropped the connection, is a 503, never a 500."""
+        database that is down, or that dropped the connection, is a 503, never a 500.
+
+        Waiting for the connection and the lock happens in threads of the store's own (one per
+        pooled connection), not the default pool that every turn's queries need, so turns waiting
+        on busy conversations cannot starve the others; giving a lock back is brief and uses the
+        default pool. However the caller is cancelled (while waiting, or twice), the connection
+        goes back to the pool, and only once its lock is given back."""
         key = lock_key(owner, cid)
-        with _available():
-            connection = await asyncio.to_thread(self.pool.getconn)
-            try:
-                await self._lock(connection, key)
-            except BaseException:
-                self.pool.putconn(connection)
-                raise
+        loop = asyncio.get_running_loop()
+        waiting: dict = {}
+        acquiring = loop.run_in_executor(self.lock_threads, self._acquire, key, waiting)
+        try:
+            connection = await asyncio.shield(acquiring)
+        except asyncio.CancelledError:
+            if "connection" in waiting:
+                waiting["connection"].cancel_safe()  # stop waiting for the lock
+            acquiring.add_done_callback(lambda done: self._release_when_acquired(done, key))
+            raise
         try:
             yield
         finally:
+            await asyncio.shield(asyncio.to_thread(self._release, connection, key))  # brief: the default pool
+
+    def _acquire(self, key: int, waiting: dict):
+        with _available():
+            connection = self.pool.getconn()
+            waiting["connection"] = connection
             try:
-                await asyncio.to_thread(connection.execute, "SELECT pg_advisory_unlock(%s)", (key,))
-            except psycopg.Error:  # ending the session is what gives a session's lock back
-                connection.close()
+                connection.execute("SELECT pg_advisory_lock(%s)", (key,))
+            except BaseException:
+                self.pool.putconn(connection)
+                raise
+        return connection
+
+    def _release(self, connection, key: int) -> None:
+        try:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        except psycopg.Error:  # ending the session is what gives a session's lock back
+            connection.close()
+        finally:
             self.pool.putconn(connection)
 
-    @staticmethod
-    async def _lock(connection, key: int) -> None:
-        """Wait for the lock in a worker thread; if the caller goes away meanwhile, stop waiting
-        (and give the lock back if it came at that moment)."""
-        waiting = asyncio.ensure_future(asyncio.to_thread(connection.execute, "SELECT pg_advisory_lock(%s)", (key,)))
-        try:
-            await asyncio.shield(waiting)
-        except asyncio.CancelledError:
-            connection.cancel_safe()
-            with contextlib.suppress(psycopg.Error):
-                await waiting
-                await asyncio.to_thread(connection.execute, "SELECT pg_advisory_unlock(%s)", (key,))
-            raise
+    def _release_when_acquired(self, acquiring: asyncio.Future, key: int) -> None:
+        """A caller gave up while its lock was on the way: give the lock and connection back."""
+        if not acquiring.cancelled() and acquiring.exception() is None:
+            asyncio.get_running_loop().run_in_executor(None, self._release, acquiring.result(), key)

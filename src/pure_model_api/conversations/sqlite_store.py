@@ -15,7 +15,7 @@ from pure_model_api.conversations.history import Message
 from pure_model_api.conversations.store import ConversationStore
 from pure_model_api.errors import StoreUnavailable
 
-SCHEMA_VERSION = 3  # 3: conversations_by_use, for /sessions pages
+SCHEMA_VERSION = 4  # 3: conversations_by_use, for /sessions pages; 4: service_secrets, for owner ids
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     owner TEXT NOT NULL, id TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}',
@@ -30,7 +30,18 @@ CREATE INDEX IF NOT EXISTS items_by_response ON items (owner, response_id, seq);
 CREATE TABLE IF NOT EXISTS responses (
     owner TEXT NOT NULL, id TEXT NOT NULL, previous_response_id TEXT, conversation_id TEXT,
     body TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (owner, id));
+CREATE TABLE IF NOT EXISTS service_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+@contextlib.contextmanager
+def _available(path: str):
+    """A database that is locked by another process past the busy timeout, or that cannot be
+    written (a full disk, a read-only file): a 503 the client may retry, never a 500."""
+    try:
+        yield
+    except sqlite3.OperationalError as error:
+        raise StoreUnavailable(f"the conversation database '{path}' is unavailable: {error}") from error
 
 
 class SqliteStore(ConversationStore):
@@ -54,17 +65,22 @@ class SqliteStore(ConversationStore):
 
     @contextlib.contextmanager
     def _connect(self, write: bool):
-        with self._lock:
+        """One shared connection, one caller at a time. A write is one transaction; whatever fails
+        in it, COMMIT included (SQLITE_BUSY from another process on the same file, a full disk),
+        rolls it back, so the connection is never left inside a transaction for later writes."""
+        with self._lock, _available(self.path):
             if not write:
                 yield self._db.execute
                 return
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db.execute
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
 
 from pure_model_api.conversations.history import Message, drop_rounds, group_rounds
+from pure_model_api.errors import NotFound
 
 ITEM_COLUMNS = "id, role, text, response_id, created_at"
 Run = Callable[..., object]  # run(sql, params=()) -> a DB-API cursor; SQL written with "?" placeholders
@@ -95,6 +97,15 @@ class ConversationStore:
             "ON CONFLICT (owner, id) DO UPDATE SET updated_at = excluded.updated_at",
             (owner, cid, json.dumps(metadata or {}), now, now))
 
+    @classmethod
+    def _use_conversation(cls, run: Run, owner: str, cid: str, now: float, create: bool) -> None:
+        """Mark the conversation used; create it, or (without `create`) require that it exists."""
+        if create:
+            cls._ensure_conversation(run, owner, cid, now)
+        elif run("UPDATE conversations SET updated_at = ? WHERE owner = ? AND id = ?",
+                 (now, owner, cid)).rowcount == 0:
+            raise NotFound(f"conversation '{cid}' not found", param="conversation")
+
     @staticmethod
     def _insert(run: Run, owner: str, cid: str | None, messages: list[Message], response_id: str | None,
                 now: float, is_output: bool = False) -> list[Message]:
@@ -129,6 +140,22 @@ class ConversationStore:
                    (owner, cid)).fetchall()
         return [_message(r) for r in rows]
 
+    # ---- who owns what ----
+    def owner_secret(self) -> bytes:
+        """The database's own secret for owner ids (server/gate.py), made once, on first use."""
+        with self._transaction(write=True) as run:
+            run("INSERT INTO service_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                ("owner_key", secrets.token_hex(32)))
+            return bytes.fromhex(run("SELECT value FROM service_secrets WHERE name = ?", ("owner_key",)).fetchone()[0])
+
+    def adopt_owners(self, renames: dict[str, str]) -> None:
+        """Move what old owner ids hold to new ones (an owner id derives from a key the service
+        knows, so it can be recomputed; the ids of keys no longer configured stay as they are)."""
+        with self._transaction(write=True) as run:
+            for old, new in renames.items():
+                for table in ("conversations", "items", "responses"):
+                    run(f"UPDATE {table} SET owner = ? WHERE owner = ?", (new, old))
+
     # ---- conversations as /chat and the Responses API use them ----
     def messages(self, owner: str, cid: str) -> list[Message]:
         """The conversation's kept messages, oldest first."""
@@ -136,14 +163,15 @@ class ConversationStore:
             return self._messages(run, owner, cid)
 
     def add_turn(self, owner: str, cid: str | None, inputs: list[Message], outputs: list[Message],
-                 response: dict | None = None) -> list[Message]:
+                 response: dict | None = None, create: bool = True) -> list[Message]:
         """Store a completed turn in one transaction: its input and output items (in conversation
-        `cid` if given) and the response object (if given); then apply the window."""
+        `cid` if given) and the response object (if given); then apply the window. Without
+        `create`, a conversation deleted meanwhile stays deleted: NotFound, and nothing is stored."""
         now = time.time()
         response_id = response["id"] if response else None
         with self._transaction(write=True) as run:
             if cid is not None:
-                self._ensure_conversation(run, owner, cid, now)
+                self._use_conversation(run, owner, cid, now, create)
             stored = self._insert(run, owner, cid, inputs, response_id, now)
             stored += self._insert(run, owner, cid, outputs, response_id, now, is_output=True)
             if response is not None:
@@ -161,10 +189,12 @@ class ConversationStore:
             self._detach(run, owner, cid, [m.id for m in messages])
         return len(group_rounds(messages))
 
-    def count_conversations(self) -> int:
+    def count_conversations(self, owner: str | None = None) -> int:
+        """Conversations holding at least one message: the owner's, or (None) every owner's."""
+        where, params = ("c.owner = ? AND ", (owner,)) if owner is not None else ("", ())
         with self._transaction() as run:
-            return run("SELECT COUNT(*) FROM conversations c WHERE EXISTS (SELECT 1 FROM items i WHERE "
-                       "i.owner = c.owner AND i.conversation_id = c.id)").fetchone()[0]
+            return run(f"SELECT COUNT(*) FROM conversations c WHERE {where}EXISTS (SELECT 1 FROM items i WHERE "
+                       "i.owner = c.owner AND i.conversation_id = c.id)", params).fetchone()[0]
 
     # ---- the Conversations API ----
     def create_conversation(self, owner: str, metadata: dict, items: list[Message]) -> dict:
@@ -221,10 +251,16 @@ class ConversationStore:
         return page_of(self.messages(owner, cid), after, limit, order)
 
     def add_items(self, owner: str, cid: str, items: list[Message]) -> list[Message]:
+        """Append items to an existing conversation (NotFound if there is none), then apply the
+        window, as a turn does: a conversation keeps at most `max_rounds` rounds, whatever API wrote
+        them."""
         now = time.time()
         with self._transaction(write=True) as run:
-            self._ensure_conversation(run, owner, cid, now)
-            return self._insert(run, owner, cid, items, None, now)
+            self._use_conversation(run, owner, cid, now, create=False)
+            added = self._insert(run, owner, cid, items, None, now)
+            self._trim(run, owner, cid)
+            kept = {m.id for m in self._messages(run, owner, cid)}
+        return [m for m in added if m.id in kept]
 
     def item(self, owner: str, cid: str, item_id: str) -> Message | None:
         with self._transaction() as run:

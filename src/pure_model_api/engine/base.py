@@ -15,7 +15,7 @@ from typing import Protocol
 
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
 from pure_model_api.engine.prompts import ChatRenderer
-from pure_model_api.errors import ContextLengthExceeded
+from pure_model_api.errors import ContextLengthExceeded, EngineFailed
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class Engine(ABC):
         self.tokenizer = tokenizer
         self.context_length = context_length
         self.prompts = ChatRenderer(tokenizer)
+        self.failure: str | None = None  # set when the engine can serve nothing more; /health reports it
 
     # ---- prompts ----
     def render_chat(self, messages: list[dict]) -> list[int]:
@@ -66,12 +67,16 @@ class Engine(ABC):
         return self.prompts.render(messages)
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
+        """A raw prompt (/v1/completions): special tokens written in it are control tokens."""
+        return self.prompts.encode(text)
 
     # ---- generation ----
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> GenerationHandle:
         """Queue a generation now: a prompt beyond the context or a full queue fails here, before
         any output."""
+        failure = self.health()
+        if failure is not None:
+            raise EngineFailed(failure)
         needed = len(prompt_ids) + params.max_tokens
         if needed > self.context_length:
             raise ContextLengthExceeded(
@@ -86,6 +91,10 @@ class Engine(ABC):
     def close(self) -> None: ...
 
     # ---- what operators see ----
+    def health(self) -> str | None:
+        """None while the engine can serve; else why it cannot (its inference thread stopped)."""
+        return self.failure
+
     def describe(self) -> dict:
         """model_name, device, dtype, context_length, memory_allocated, kv_cache_bytes,
         running_requests, queued_requests, max_batch_size, and the engine's name."""

@@ -33,11 +33,12 @@ from pure_model_api.engine.gguf_chat import GgufTokenizer
 from pure_model_api.engine.params import SamplingParams
 from pure_model_api.engine.sampling import choose_next_tokens
 from pure_model_api.engine.scheduler import RequestHandle, Sequence, accept_token, new_request
-from pure_model_api.errors import GenerationCancelled, ModelLoadError, ServerBusy, ShuttingDown
+from pure_model_api.errors import EngineFailed, GenerationCancelled, ModelLoadError, ServerBusy, ShuttingDown
 
 log = logging.getLogger(__name__)
 
 BATCH_TOKENS = 512  # tokens in one llama_decode: running sequences' next tokens, then prompt chunks
+MAX_SEQUENCES = 256  # llama.cpp's own bound on sequences in one context (LLAMA_MAX_SEQ)
 
 
 @dataclass(eq=False)  # slots compare by identity
@@ -90,7 +91,11 @@ class LlamaCppEngine(Engine):
         metadata = self.model.metadata()
         tokenizer = GgufTokenizer(self.model, metadata)
         self.n_ctx = max(options.kv_token_budget, 128)
-        self.n_slots = min(256, max(4 * options.max_batch_size, 16))
+        self.n_slots = min(MAX_SEQUENCES, max(4 * options.max_batch_size, 16))
+        self.max_running = min(options.max_batch_size, self.n_slots)  # every running request needs a slot
+        if self.max_running < options.max_batch_size:
+            log.warning("llama.cpp runs at most %d sequences at once: --max-batch-size %d is lowered to %d",
+                        MAX_SEQUENCES, options.max_batch_size, self.max_running)
         params = LlamaContext.default_params()
         params.n_ctx, params.n_batch, params.n_ubatch = self.n_ctx, BATCH_TOKENS, BATCH_TOKENS
         params.n_seq_max, params.kv_unified = self.n_slots, True
@@ -119,6 +124,8 @@ class LlamaCppEngine(Engine):
         with self.wakeup:
             if self.stopping:
                 raise ShuttingDown()
+            if self.failure is not None:
+                raise EngineFailed(self.failure)
             running = sum(1 for s in self.slots if s.sequence is not None)
             if running + len(self.waiting) >= self.options.max_batch_size + self.options.max_queue:
                 raise ServerBusy()
@@ -140,18 +147,31 @@ class LlamaCppEngine(Engine):
             "model_name": self.options.model, "device": "cpu", "dtype": self.description,
             "context_length": self.context_length, "memory_allocated": self.model.size() + kv_bytes,
             "kv_cache_bytes": kv_bytes, "running_requests": len(running), "queued_requests": len(self.waiting),
-            "max_batch_size": self.options.max_batch_size, "cached_conversations": sum(
+            "max_batch_size": self.max_running, "cached_conversations": sum(
                 1 for s in self.slots if s.tokens and s.sequence is None),
         }
 
     # ---- inference thread ----
     def _run(self) -> None:
+        """The inference loop. A fault in one step fails that step's requests; a fault anywhere
+        else stops the thread, so every request in flight fails and /health says why."""
+        try:
+            self._loop()
+        except BaseException as error:  # noqa: BLE001 - whatever it was, nothing may wait forever
+            log.exception("the llama.cpp inference thread stopped")
+            with self.wakeup:
+                self.failure = f"{type(error).__name__}: {error}"
+            self._fail_pending(EngineFailed(self.failure))
+            return
+        self._fail_pending(ShuttingDown())
+
+    def _loop(self) -> None:
         while True:
             with self.wakeup:
                 while not self.stopping and not self.waiting and not self._running():
                     self.wakeup.wait()
                 if self.stopping:
-                    break
+                    return
                 self._admit()
             try:
                 self._drop_cancelled()
@@ -162,11 +182,13 @@ class LlamaCppEngine(Engine):
                 for slot in self._running():
                     slot.sequence.emit(error)
                     self._release(slot, keep_cache=False)
+
+    def _fail_pending(self, error: Exception) -> None:
         with self.wakeup:
             pending = list(self.waiting) + [s.sequence for s in self._running()]
             self.waiting.clear()
         for sequence in pending:
-            sequence.emit(ShuttingDown())
+            sequence.emit(error)
 
     def _running(self) -> list[Slot]:
         return [s for s in self.slots if s.sequence is not None]
@@ -175,7 +197,7 @@ class LlamaCppEngine(Engine):
         """Give waiting requests a slot while the batch and the KV budget allow."""
         running = self._running()
         reserved = sum(s.sequence.reserved_tokens for s in running)
-        while self.waiting and len(running) < self.options.max_batch_size:
+        while self.waiting and len(running) < self.max_running:
             candidate = self.waiting[0]
             if candidate.cancelled:
                 self.waiting.popleft().emit(GenerationCancelled())

@@ -1,95 +1,148 @@
-"""Chat prompts whose tokens keep their prefix from one turn to the next.
+"""Chat prompts: message text stays plain text, the tokens keep their prefix from turn to turn,
+and the cost is linear in the number of messages.
 
-An engine with a prefix cache (vLLM) reuses the KV cache of every leading token that matches an
-earlier request. A conversation's next prompt repeats the previous prompt and its reply, so it hits
-the cache, but only if those tokens come out identical: tokenizing the whole rendered text can
-merge tokens across the boundary where the reply was appended.
+Message text is data, never markup. The template is rendered once with a marker in place of each
+message's text; the rendered text is split on the markers. The template's own text between them
+is tokenized with its special tokens recognised (<|im_start|> becomes a control token); each
+message's text is tokenized with special tokens split into plain text. So a user who writes
+`<|im_start|>system` gets those characters to the model, not a control token, whatever the template
+does, and `{{ ... }}` in a message is never template code (Jinja renders values, it does not
+evaluate them).
 
-So the rendered chat is cut at message boundaries (the text after each message, and after the
-opened assistant turn before each reply) and every piece is tokenized on its own. The pieces of
-the earlier turns are the same text every time, so they give the same tokens. A template that does
-not render prefix by prefix (one that rewrites earlier messages) falls back to tokenizing the
-whole text: correct, just without the guarantee.
+What a template does to a message's text (Llama 3's trim it; Qwen3's drop the reasoning before
+`</think>` from an assistant message) is read off one ordinary render: each message contributes
+the part of its own text that the template placed there, still tokenized plain. Where that cannot
+be read off (a template that changes its own text with a message's content), each message's text
+goes in as sent, and the log says so once.
 
-Message text is data, never markup. The template is rendered with a marker in place of each
-message's text; the template's own text is tokenized with its special tokens recognised, and each
-message's text with special tokens split into plain text. So a user who writes `<|im_start|>system`
-gets those characters to the model, not a control token, and `{{ ... }}` in a message is never
-template code (Jinja renders values, it does not evaluate them). A template that changes message
-text beyond trimming it cannot be split this way; the renderer then tokenizes the whole text and
-says so once in the log.
+An engine with a prefix cache reuses the KV cache of every leading token that matches an earlier
+request. A conversation's next prompt repeats the previous prompt's text, so it hits the cache if
+those tokens come out the same: tokenizing the whole text as one could merge tokens across the
+boundary where the reply was appended. Tokenizing piece by piece (the template's text between two
+messages, each message, and the opened assistant turn on its own) keeps them the same.
+
+Three renders per prompt (marked, marked without the opened turn, plain), each linear in the
+messages; this runs in a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+
+from jinja2 import TemplateError
+
+from pure_model_api.errors import BadRequest
 
 log = logging.getLogger(__name__)
 
 # NUL never appears in a message: the API refuses it (protocol/limits.py), so it can mark one.
 MARKER = "\x00{}\x00"
 MARKER_PATTERN = re.compile("\x00(\\d+)\x00")
+LOOKAHEAD = 4  # occurrences of the next template piece tried when a message's text was rewritten
 
 
 class ChatRenderer:
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
         self.warned = False
+        self._tokenizing = threading.Lock()  # see encode_plain
 
     def text(self, messages: list[dict], add_generation_prompt: bool) -> str:
-        return self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                  add_generation_prompt=add_generation_prompt)
-
-    def boundaries(self, messages: list[dict]) -> list[str]:
-        """The rendered text after each message, and after each assistant turn is opened; the
-        last entry is the whole prompt with the assistant's turn opened."""
-        cuts = []
-        for count, message in enumerate(messages, start=1):
-            if message["role"] == "assistant" and count > 1:
-                cuts.append(self.text(messages[:count - 1], add_generation_prompt=True))
-            cuts.append(self.text(messages[:count], add_generation_prompt=False))
-        cuts.append(self.text(messages, add_generation_prompt=True))
-        return cuts
+        """The rendered template. A template that refuses the messages (`raise_exception`, as
+        Gemma's and Mistral's do for roles out of order) is the client's 400, with its reason."""
+        try:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                      add_generation_prompt=add_generation_prompt)
+        except TemplateError as error:
+            raise BadRequest(f"the model's chat template refused these messages: {error}", param="messages") \
+                from error
 
     def render(self, messages: list[dict]) -> list[int]:
         """Token ids of `messages`, ending with the assistant's turn opened."""
         texts = [m["content"] for m in messages]
-        cuts = self.boundaries([{**m, "content": MARKER.format(i)} for i, m in enumerate(messages)])
-        whole = self.text(messages, add_generation_prompt=True)
-        fill = self._filling(cuts[-1], texts, whole)
-        if fill is None:
-            return self.encode(whole)
-        previous, ids = "", []
-        for cut in cuts:
-            if not cut.startswith(previous):  # the template rewrites earlier text: no stable pieces
-                return self._encode_marked(cuts[-1], fill)
-            ids += self._encode_marked(cut[len(previous):], fill)
-            previous = cut
+        marked_messages = [{**m, "content": MARKER.format(i)} for i, m in enumerate(messages)]
+        marked = self.text(marked_messages, add_generation_prompt=True)
+        without_turn = self.text(marked_messages, add_generation_prompt=False)
+        opening = marked[len(without_turn):] if marked.startswith(without_turn) else ""
+        parts = MARKER_PATTERN.split(marked)  # template text, message index, template text, ...
+        pieces, indexes = parts[0::2], [int(i) for i in parts[1::2]]
+        if any("\x00" in piece for piece in pieces):
+            raise BadRequest("the model's chat template changes message text in a way this server cannot render "
+                             "safely")
+        fills = self._fills(pieces, indexes, texts, self.text(messages, add_generation_prompt=True))
+        ids = []
+        for position, piece in enumerate(pieces):
+            ids += self._encode_template(piece, opening)
+            if position < len(indexes):
+                ids += self.encode_plain(fills[position])
         return ids
 
-    def _filling(self, marked: str, texts: list[str], whole: str):
-        """How the template placed each message's text: as it is, or trimmed (Llama 3's templates);
-        None when it does something else with it."""
-        for fill in (lambda i: texts[i], lambda i: texts[i].strip()):
-            if MARKER_PATTERN.sub(lambda match, fill=fill: fill(int(match.group(1))), marked) == whole:
-                return fill
+    def _encode_template(self, piece: str, opening: str) -> list[int]:
+        """The template's text between two messages; the opened assistant turn at its end is
+        tokenized on its own, as it was when it ended the previous turn's prompt."""
+        if opening and piece.endswith(opening) and piece != opening:
+            return self.encode(piece[:-len(opening)]) + self.encode(opening)
+        return self.encode(piece)
+
+    def _fills(self, pieces: list[str], indexes: list[int], texts: list[str], whole: str) -> list[str]:
+        """The text each marker stands for: what the template made of that message's text (as
+        sent, trimmed, or a part of it), read off the plain render `whole`; else each as sent."""
+        fills, position = [], 0
+        for number, piece in enumerate(pieces):
+            if not whole.startswith(piece, position):
+                break
+            position += len(piece)
+            if number == len(indexes):
+                if position == len(whole):
+                    return fills
+                break
+            found = _placed_text(whole, position, texts[indexes[number]], pieces[number + 1])
+            if found is None:
+                break
+            fills.append(found)
+            position += len(found)
         if not self.warned:
             self.warned = True
-            log.warning("the chat template changes message text, so special tokens written in a message cannot "
-                        "be kept as plain text: the whole prompt is tokenized as one text")
-        return None
-
-    def _encode_marked(self, text: str, fill) -> list[int]:
-        ids, parts = [], MARKER_PATTERN.split(text)
-        for index, part in enumerate(parts):  # template text, message index, template text, ...
-            ids += self.encode(part) if index % 2 == 0 else self.encode_plain(fill(int(part)))
-        return ids
+            log.warning("the chat template changes its own text with a message's content; messages are given to the "
+                        "model as sent (their text stays plain text)")
+        return [texts[i] for i in indexes]
 
     def encode(self, text: str) -> list[int]:
         """The template's text: its special tokens (<|im_start|>) become control tokens."""
-        return self.tokenizer.encode(text, add_special_tokens=False) if text else []
+        if not text:
+            return []
+        with self._tokenizing:
+            return self.tokenizer.encode(text, add_special_tokens=False)
 
     def encode_plain(self, text: str) -> list[int]:
-        """A message's text: anything that looks like a special token stays plain text."""
-        return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True) if text else []
+        """A message's text: anything that looks like a special token stays plain text.
+
+        A Hugging Face tokenizer's `split_special_tokens` flips a flag on its shared Rust
+        tokenizer for the call, so two threads tokenizing at once could each see the other's
+        mode: calls on one tokenizer take turns."""
+        if not text:
+            return []
+        with self._tokenizing:
+            return self.tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
+
+
+def _placed_text(whole: str, start: int, text: str, following: str) -> str | None:
+    """The text the template put at `start` for a message whose text is `text`, given the template
+    text that `following` it: the text as sent, trimmed, or, for a template that rewrites it, a
+    part of the text; None when none of these fits."""
+    for candidate in (text, text.strip()):
+        if whole.startswith(candidate + following, start):
+            return candidate
+    if not following:  # two messages side by side: where one ends cannot be told
+        return None
+    end = start
+    for _ in range(LOOKAHEAD):
+        end = whole.find(following, end)
+        if end < 0:
+            return None
+        if whole[start:end] in text:
+            return whole[start:end]
+        end += 1
+    return None

@@ -20,7 +20,7 @@ from pure_model_api.engine.batch import RunningBatch, cache_keyword_of, left_pad
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
 from pure_model_api.engine.sampling import choose_next_tokens, make_generator
 from pure_model_api.engine.text import IncrementalDecoder, StopStringFilter
-from pure_model_api.errors import GenerationCancelled, ServerBusy, ShuttingDown
+from pure_model_api.errors import EngineFailed, GenerationCancelled, ServerBusy, ShuttingDown
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,10 @@ class Sequence:
             self.emit(TextDelta(text))
 
     def finish(self, reason: str) -> None:
-        self.send_text(self.stop_filter.flush())
+        if not self.stop_filter.stopped:  # what the decoder still holds came before any stop string
+            self.send_text(self.stop_filter.push(self.decoder.flush()))
+        if not self.stop_filter.stopped:
+            self.send_text(self.stop_filter.flush())
         now = time.perf_counter()
         first = self.first_token_at or now
         decoded = max(len(self.reply_ids) - 1, 1)
@@ -161,6 +164,8 @@ class Scheduler:
         self.in_flight = 0  # submitted and not yet finished, failed or cancelled
         self.wakeup = threading.Condition()
         self.stopping = False
+        self.failure: str | None = None  # why the inference thread stopped, if a fault stopped it
+        self.on_failure = lambda failure: None
         self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
 
     # ---- caller side (event loop thread) ----
@@ -178,6 +183,8 @@ class Scheduler:
         with self.wakeup:
             if self.stopping:
                 raise ShuttingDown()
+            if self.failure is not None:
+                raise EngineFailed(self.failure)
             # Counted from submission to its last event, wherever it is (waiting, joining the batch
             # in a prefill, running), so the bound holds exactly.
             if self.in_flight >= self.max_batch_size + self.max_queue:
@@ -197,12 +204,26 @@ class Scheduler:
 
     # ---- inference thread ----
     def _run(self) -> None:
+        """The inference loop. A fault in one step fails that step's requests; a fault anywhere
+        else stops the thread, so every request in flight fails and /health says why."""
+        try:
+            self._loop()
+        except BaseException as error:  # noqa: BLE001 - whatever it was, nothing may wait forever
+            log.exception("the inference thread stopped")
+            with self.wakeup:
+                self.failure = f"{type(error).__name__}: {error}"
+            self.on_failure(self.failure)
+            self._fail_all(EngineFailed(self.failure))
+            return
+        self._fail_all(ShuttingDown())
+
+    def _loop(self) -> None:
         while True:
             with self.wakeup:
                 while not self.stopping and not self.waiting and not self.batch.rows:
                     self.wakeup.wait()
                 if self.stopping:
-                    break
+                    return
                 joining = self._admit()
             try:
                 self._drop_cancelled()
@@ -215,7 +236,6 @@ class Scheduler:
                 for sequence in self.batch.rows + joining:
                     sequence.emit(error)
                 self.batch = RunningBatch.empty(self.device)
-        self._fail_all(ShuttingDown())
 
     def _admit(self) -> list[Sequence]:
         """Move waiting requests into the batch while slots and the KV token budget allow."""

@@ -8,7 +8,12 @@ class IncrementalDecoder:
 
     Decodes a small window of recent tokens and emits only once the window no longer ends in an
     incomplete UTF-8 sequence (U+FFFD), so byte-fallback tokens of Chinese or emoji come out whole.
+    A character is at most four bytes, so text is held back for at most `MAX_HELD` tokens: a reply
+    that really writes U+FFFD gets it, and the window (so each step's cost) stays bounded.
+    `flush` gives what is still held once the reply ends.
     """
+
+    MAX_HELD = 4
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
@@ -18,10 +23,17 @@ class IncrementalDecoder:
 
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)
+        complete = len(self.ids) - self.read_offset >= self.MAX_HELD
+        return self._emit(complete)
+
+    def flush(self) -> str:
+        return self._emit(complete=True)
+
+    def _emit(self, complete: bool) -> str:
         decode = self.tokenizer.decode
         prefix_text = decode(self.ids[self.prefix_offset:self.read_offset], skip_special_tokens=True)
         new_text = decode(self.ids[self.prefix_offset:], skip_special_tokens=True)
-        if len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd"):
+        if len(new_text) > len(prefix_text) and (complete or not new_text.endswith("\ufffd")):
             self.prefix_offset = self.read_offset
             self.read_offset = len(self.ids)
             return new_text[len(prefix_text):]

@@ -21,6 +21,7 @@ class TransformersEngine(Engine):
             loaded.model, loaded.tokenizer, eos_ids=loaded.eos_ids, pad_id=loaded.pad_id,
             context_length=loaded.context_length, max_batch_size=options.max_batch_size,
             max_queue=options.max_queue, kv_token_budget=options.kv_token_budget)
+        self.scheduler.on_failure = lambda failure: setattr(self, "failure", failure)
         self.weight_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
         self.scheduler.start()
 

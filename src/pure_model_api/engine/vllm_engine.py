@@ -63,13 +63,21 @@ class VllmHandle:
         self.params = params
         self.request_id = uuid.uuid4().hex
         self.cancelled = False
+        self.started = False
 
     def cancel(self) -> None:
+        """Stop the generation; one never started leaves the engine's count at once."""
         self.cancelled = True
+        if not self.started:
+            self.engine.active.discard(self.request_id)
 
     async def events(self):
         from vllm.inputs import TokensPrompt
 
+        self.started = True
+        if self.cancelled:
+            self.engine.active.discard(self.request_id)
+            return
         started = time.perf_counter()
         first_token_at = None
         parts: list[str] = []
@@ -154,6 +162,11 @@ class VllmEngine(Engine):
         handle = VllmHandle(self, prompt_ids, params)
         self.active.add(handle.request_id)
         return handle
+
+    def health(self) -> str | None:
+        if self.failure is None and self.llm is not None and self.llm.errored:
+            self.failure = "vLLM's engine core has stopped"
+        return self.failure
 
     def close(self) -> None:
         self.closed = True

@@ -9,6 +9,9 @@ from pydantic import AfterValidator, Field
 
 from pure_model_api.errors import BadRequest
 
+# Messages (chat completions) or input items (responses) in one request. Rendering a prompt is
+# linear in them, but a 1 MiB body could otherwise hold 35,000 one-letter messages.
+MAX_MESSAGES = 2048
 MAX_STOP_STRINGS = 4
 MAX_STOP_CHARS = 256
 MAX_METADATA_KEYS = 16

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pure_model_api.engine.params import SamplingParams
 from pure_model_api.errors import BadRequest
-from pure_model_api.protocol.limits import Metadata, Seed, Stop
+from pure_model_api.protocol.limits import MAX_MESSAGES, Metadata, Seed, Stop
 
 # Fields the service accepts but that cannot change the answer here.
 HARMLESS_EXTRA_FIELDS = {"metadata", "store", "service_tier", "parallel_tool_calls"}
@@ -93,7 +93,7 @@ class _GenerationRequest(BaseModel):
 
 
 class ChatCompletionRequest(_GenerationRequest):
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
     metadata: Metadata = None

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pure_model_api.conversations import Message
 from pure_model_api.engine.params import Finished, SamplingParams
 from pure_model_api.errors import BadRequest
-from pure_model_api.protocol.limits import Metadata, RequiredMetadata
+from pure_model_api.protocol.limits import MAX_MESSAGES, Metadata, RequiredMetadata
 
 # Accepted, and cannot change the answer here.
 HARMLESS_FIELDS = {"service_tier", "parallel_tool_calls", "prompt_cache_key", "safety_identifier", "stream_options",
@@ -47,7 +47,7 @@ class ResponseRequest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     model: str
-    input: str | list[InputMessage] = Field(min_length=1)
+    input: str | Annotated[list[InputMessage], Field(max_length=MAX_MESSAGES)] = Field(min_length=1)
     instructions: str | None = None
     previous_response_id: str | None = None
     conversation: str | ConversationRef | None = None

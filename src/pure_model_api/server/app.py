@@ -17,7 +17,7 @@ from pure_model_api.config import Settings
 from pure_model_api.conversations import ConversationStore, open_store
 from pure_model_api.errors import ModelLoadError
 from pure_model_api.server.errors import install_error_handlers
-from pure_model_api.server.gate import Gate
+from pure_model_api.server.gate import Gate, legacy_owner_of, owner_of
 from pure_model_api.server.metrics import Metrics, RequestCounter
 from pure_model_api.server.openapi import install_openapi
 from pure_model_api.server.routes import chat, conversations, openai, ops, responses
@@ -43,8 +43,10 @@ def create_app(settings: Settings, engine_loader: Callable[[Settings], object] =
     async def lifespan(app: FastAPI):
         state = app.state
         state.store = store or open_store(settings.db, settings.max_history_rounds)
-        state.metrics = Metrics(lambda: state.service.engine.describe() if state.service.engine else None,
-                                state.store.count_conversations)
+        state.owner_secret = await asyncio.to_thread(state.store.owner_secret)
+        await asyncio.to_thread(state.store.adopt_owners, {
+            legacy_owner_of(key): owner_of(key, state.owner_secret) for key in settings.api_key})
+        state.metrics = Metrics(lambda: state.service.engine.describe() if state.service.engine else None)
         state.metrics.watch_store(state.store)
         state.service = ChatService(state.store, settings.system_prompt, observer=state.metrics,
                                     max_waiting=settings.max_queue)

@@ -27,9 +27,16 @@ OPEN_PATHS = {"/health", "/"}  # and the page's static files under /ui/: the pag
 MAX_HEADER_BYTES = 16384  # all request headers together; the HTTP parser in use (httptools) sets no limit
 
 
-def owner_of(api_key: str | None) -> str:
-    """Conversations belong to the key that made them; without keys, to everyone ("")."""
-    return hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else ""
+def owner_of(api_key: str | None, secret: bytes) -> str:
+    """Conversations belong to the key that made them; without keys, to everyone (""). The owner
+    id is a keyed hash (HMAC-SHA256) of the key with the database's own secret, so the ids in a
+    database say nothing about the keys to anyone without that secret, and differ per database."""
+    return hmac.new(secret, api_key.encode(), hashlib.sha256).hexdigest()[:32] if api_key else ""
+
+
+def legacy_owner_of(api_key: str) -> str:
+    """The owner id of schema versions before the keyed hash: an unsalted SHA-256 prefix."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
 
 class Gate:
@@ -85,7 +92,7 @@ class Gate:
             key = self._bearer(scope)
             if key is None:
                 return Unauthorized()
-            scope["state"]["owner"] = owner_of(key)
+            scope["state"]["owner"] = owner_of(key, self.state.owner_secret)
         return None
 
     def _bearer(self, scope) -> str | None:

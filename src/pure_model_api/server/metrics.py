@@ -11,7 +11,7 @@ STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0
 
 
 class Metrics:
-    def __init__(self, engine_stats, count_conversations):
+    def __init__(self, engine_stats):
         """`engine_stats()` returns the engine's describe() dict, or None while loading."""
         self.registry = CollectorRegistry()
         r = self.registry
@@ -41,8 +41,10 @@ class Metrics:
             Gauge(metric, help_text, registry=r).set_function(stat(key))
         self.engine_info = Gauge("pure_api_engine_info", "the engine serving the model (1 once loaded)",
                                  ["engine", "model"], registry=r)
-        Gauge("pure_api_stored_conversations", "conversations in the store", registry=r).set_function(
-            count_conversations)
+        # set by the /metrics route from a worker thread before each scrape: a store query must not
+        # run on the event loop, where it would wait behind a write (SQLite) or a pool (PostgreSQL)
+        self.stored_conversations = Gauge("pure_api_stored_conversations", "conversations in the store, all keys",
+                                          registry=r)
         self.store_info = Gauge("pure_api_store_info", "the conversation store in use", ["kind"], registry=r)
         self.store_seconds = Histogram("pure_api_store_operation_seconds", "one store operation (a query or a "
                                        "transaction)", buckets=STORE_BUCKETS, registry=r)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import inspect
 import json
 
 from fastapi import Request
@@ -17,10 +17,33 @@ def sse_event(data: dict | str, event: str | None = None) -> str:
     return (f"event: {event}\n" if event else "") + f"data: {payload}\n\n"
 
 
-def event_stream(events, headers: dict | None = None) -> StreamingResponse:
+class EventStream(StreamingResponse):
+    """A stream of server-sent events whose work is closed when the response ends, however it
+    ends. Starlette cancels the body's generator when the client disconnects, but a client gone
+    before the first chunk can leave that generator never started, and closing a generator that
+    never started runs none of its cleanup: `on_close` is what holds the engine request (or the
+    turn) and is closed here in any case."""
+
+    def __init__(self, events, headers: dict | None = None, on_close=None):
+        super().__init__(events, media_type="text/event-stream", headers={**SSE_HEADERS, **(headers or {})})
+        self.on_close = on_close
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()
+            if self.on_close is not None:
+                closed = self.on_close()
+                if inspect.isawaitable(closed):
+                    await closed
+
+
+def event_stream(events, headers: dict | None = None, on_close=None) -> EventStream:
     """Starlette cancels `events` when the client disconnects; the generators below it then
-    cancel the engine request and store nothing."""
-    return StreamingResponse(events, media_type="text/event-stream", headers={**SSE_HEADERS, **(headers or {})})
+    cancel the engine request and store nothing. `on_close` (the engine handle's cancel, or a
+    primed stream's aclose) runs once the response is over, whatever happened."""
+    return EventStream(events, headers, on_close)
 
 
 class ClientDisconnected(Exception):
@@ -43,7 +66,27 @@ async def cancel_on_disconnect(request: Request, work, poll_s: float = 0.2):
             task.cancel()
 
 
-async def primed(stream):
+class Primed:
+    """`stream` with its first item already taken, as an async iterator. Its `aclose` closes
+    `stream` even when nobody ever iterated this one."""
+
+    def __init__(self, stream, first):
+        self._stream = stream
+        self._first = [first] if first is not None else []
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self._first:
+            return self._first.pop()
+        return await anext(self._stream)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def primed(stream) -> Primed:
     """Run `stream` to its first item now, so that what fails before any output (a bad prompt,
     a full queue) is an ordinary HTTP error rather than an event inside a 200 stream."""
     try:
@@ -53,12 +96,4 @@ async def primed(stream):
     except BaseException:
         await stream.aclose()
         raise
-
-    async def rest():
-        async with contextlib.aclosing(stream):
-            if first is not None:
-                yield first
-                async for item in stream:
-                    yield item
-
-    return rest()
+    return Primed(stream, first)

@@ -41,7 +41,7 @@ async def chat(request: Request):
     echo = {affinity.HEADER: body.session_id}
     if body.stream:
         stream = await primed(service.chat_stream(owner, body.session_id, body.message, params))
-        return event_stream(_chat_events(stream), headers=echo)
+        return event_stream(_chat_events(stream), headers=echo, on_close=stream.aclose)
     result = await cancel_on_disconnect(request, service.chat(owner, body.session_id, body.message, params))
     return JSONResponse(chat_response(result).model_dump(), headers=echo)
 
@@ -66,9 +66,13 @@ async def _chat_events(stream):
 @router.post("/reset", openapi_extra=body(ResetRequest, required=False),
              responses=responses(ResetResponse, openai=False))
 async def reset(request: Request):
-    """Clear the default conversation, or the one named by session_id (JSON body or query)."""
+    """Clear the default conversation, or the one named by session_id (JSON body, query, or the
+    X-Conversation-ID header)."""
+    header = affinity.named(request)  # as on /chat: the header names the session where nothing else does
+    defaults = {"session_id": header} if header else {}
     reset_request = await parse_json_body(request, ResetRequest, body_optional=True,
-                                           defaults=dict(request.query_params))
+                                           defaults={**defaults, **request.query_params})
+    affinity.check_agrees(request, reset_request.session_id, "session_id")
     removed = await request.app.state.service.reset(request.state.owner, reset_request.session_id)
     return {"status": "success", "message": "conversation reset", "session_id": reset_request.session_id,
             "rounds_removed": removed}

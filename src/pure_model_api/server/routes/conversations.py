@@ -69,10 +69,7 @@ async def update_conversation(conversation_id: str, request: Request):
 
 @router.delete("/v1/conversations/{conversation_id}", responses=responses(ConversationDeleted, openai=True))
 async def delete_conversation(conversation_id: str, request: Request):
-    await _conversation(request, conversation_id)
-    service = request.app.state.service
-    async with service.hold(request.state.owner, conversation_id):
-        await asyncio.to_thread(service.store.delete_conversation, request.state.owner, conversation_id)
+    await request.app.state.service.delete_conversation(request.state.owner, conversation_id)
     return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
 
 
@@ -89,11 +86,8 @@ async def list_items(conversation_id: str, request: Request, after: str | None =
              responses=responses(ItemList, openai=True))
 async def add_items(conversation_id: str, request: Request):
     body = await parse_json_body(request, ItemsCreate)
-    await _conversation(request, conversation_id)
-    service = request.app.state.service
-    async with service.hold(request.state.owner, conversation_id):
-        added = await asyncio.to_thread(service.store.add_items, request.state.owner, conversation_id,
-                                        [item.as_message() for item in body.items])
+    added = await request.app.state.service.add_items(request.state.owner, conversation_id,
+                                                      [item.as_message() for item in body.items])
     return list_object([item_object(m) for m in added], False)
 
 
@@ -109,10 +103,7 @@ async def get_item(conversation_id: str, item_id: str, request: Request):
 @router.delete("/v1/conversations/{conversation_id}/items/{item_id}",
                responses=responses(ConversationObject, openai=True))
 async def delete_item(conversation_id: str, item_id: str, request: Request):
-    await _conversation(request, conversation_id)
-    service = request.app.state.service
-    async with service.hold(request.state.owner, conversation_id):
-        found = await asyncio.to_thread(service.store.delete_item, request.state.owner, conversation_id, item_id)
+    found = await request.app.state.service.delete_item(request.state.owner, conversation_id, item_id)
     if not found:
         raise NotFound(f"item '{item_id}' not found in conversation '{conversation_id}'", param="item_id")
     return conversation_object(await _conversation(request, conversation_id))
@@ -137,8 +128,5 @@ async def get_session(request: Request, session_id: str = SESSION_ID):
 
 @router.delete("/sessions/{session_id}", responses=responses(SessionDeleted, openai=False))
 async def delete_session(request: Request, session_id: str = SESSION_ID):
-    await _conversation(request, session_id)
-    service = request.app.state.service
-    async with service.hold(request.state.owner, session_id):
-        await asyncio.to_thread(service.store.delete_conversation, request.state.owner, session_id)
+    await request.app.state.service.delete_conversation(request.state.owner, session_id, param="session_id")
     return {"status": "success", "session_id": session_id, "deleted": True}

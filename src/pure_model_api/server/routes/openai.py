@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -58,7 +59,7 @@ async def chat_completions(request: Request):
     _check_model(request, body.model)
     body.check_supported()
     service = request.app.state.service
-    prompt_ids = service.render_messages(body.template_messages())
+    prompt_ids = await asyncio.to_thread(service.render_messages, body.template_messages())
     return await _complete(request, body, prompt_ids, body.requested_max_tokens, chat=True)
 
 
@@ -68,7 +69,7 @@ async def completions(request: Request):
     body = await parse_json_body(request, CompletionRequest)
     _check_model(request, body.model)
     body.check_supported()
-    prompt_ids = request.app.state.service.encode(body.prompt_text)
+    prompt_ids = await asyncio.to_thread(request.app.state.service.encode, body.prompt_text)
     return await _complete(request, body, prompt_ids, body.max_tokens, chat=False)
 
 
@@ -81,8 +82,11 @@ async def _complete(request: Request, body, prompt_ids: list[int], max_tokens: i
     request_id = new_id("chatcmpl" if chat else "cmpl")
     if body.stream:
         chunks = _chunks(service.stream(handle), kind, request_id, body, chat)
-        return event_stream(chunks)
-    finished = await cancel_on_disconnect(request, _last(service.stream(handle)))
+        return event_stream(chunks, on_close=handle.cancel)
+    try:
+        finished = await cancel_on_disconnect(request, _last(service.stream(handle)))
+    finally:
+        handle.cancel()  # a no-op once finished; else the generation would run on unobserved
     choice = {"index": 0, "finish_reason": finished.finish_reason, "logprobs": None}
     choice.update({"message": {"role": "assistant", "content": finished.text}} if chat else {"text": finished.text})
     return envelope(kind, request_id, body.model, [choice],

@@ -19,7 +19,11 @@ router = APIRouter()
             "description": "loading, or the model failed to load"}})
 async def health(request: Request):
     state = request.app.state
-    if state.service.engine is not None:
+    engine = state.service.engine
+    if engine is not None:
+        failure = engine.health()
+        if failure is not None:
+            return JSONResponse({"status": "failed", "error": failure}, status_code=503)
         return {"status": "healthy"}
     if getattr(state, "load_error", None):
         return JSONResponse({"status": "failed", "error": state.load_error}, status_code=503)
@@ -40,7 +44,7 @@ async def status(request: Request, session_id: str = Query(DEFAULT_SESSION, patt
         "session_id": session_id,
         "ready": engine is not None,
         "uptime_s": round(time.time() - service.started_at, 1),
-        "sessions": await asyncio.to_thread(service.store.count_conversations),
+        "sessions": await asyncio.to_thread(service.store.count_conversations, request.state.owner),
         "requests_served": service.requests_served,
         "max_history_rounds": settings.max_history_rounds,
         "store": service.store.describe(),
@@ -50,5 +54,7 @@ async def status(request: Request, session_id: str = Query(DEFAULT_SESSION, patt
 @router.get("/metrics", responses=responses(None, openai=False, ok_content={
             CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}))
 async def metrics(request: Request):
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    state = request.app.state
+    state.metrics.stored_conversations.set(await asyncio.to_thread(state.service.store.count_conversations))
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

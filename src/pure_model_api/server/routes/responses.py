@@ -61,20 +61,19 @@ async def create_response(request: Request):
 
     turn = Turn(owner, body.input_messages(), body.sampling_params(engine.context_length),
                 conversation_id=body.conversation_id, previous_response_id=body.previous_response_id,
-                system=body.instructions, truncate=body.truncation == "auto", output_id=output_id,
+                system=body.instructions, create=False, truncate=body.truncation == "auto", output_id=output_id,
                 build_response=build, store_response=body.store)
     echo = {affinity.HEADER: body.conversation_id} if body.conversation_id else {}
     if body.stream:
         stream = await primed(service.turn_stream(turn))
-        return event_stream(_events(stream, body, response_id, created_at, output_id), headers=echo)
+        return event_stream(_events(stream, body, response_id, created_at, output_id), headers=echo,
+                            on_close=stream.aclose)
     result = await cancel_on_disconnect(request, _last(service.turn_stream(turn)))
     return JSONResponse(result.response, headers=echo)
 
 
 async def _check_state_exists(store, owner: str, body: ResponseRequest) -> None:
-    if body.conversation_id is not None:
-        if await asyncio.to_thread(store.conversation, owner, body.conversation_id) is None:
-            raise NotFound(f"conversation '{body.conversation_id}' not found", param="conversation")
+    """The previous response must exist; a conversation is checked by the turn, under its lock."""
     if body.previous_response_id is not None:
         if await asyncio.to_thread(store.response, owner, body.previous_response_id) is None:
             raise NotFound(f"response '{body.previous_response_id}' not found", param="previous_response_id")
