@@ -45,15 +45,15 @@ class DrainingServer(uvicorn.Server):
 def main(argv: list[str] | None = None) -> int:
     settings = load_settings(argv)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not settings.api_key and not is_loopback(settings.host):
+        logging.getLogger("pure_model_api").warning(
+            "serving on %s without API keys: anyone who can reach this address can use the model and read every "
+            "conversation; set --api-key (or PURE_API_API_KEY), or bind to 127.0.0.1", settings.host)
     try:  # the database first: a service that cannot keep conversations does not start
         store = open_store(settings.db, settings.max_history_rounds)
     except StoreUnavailable as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 1
-    if not settings.api_key and not is_loopback(settings.host):
-        logging.getLogger("pure_model_api").warning(
-            "serving on %s without API keys: anyone who can reach this address can use the model and read every "
-            "conversation; set --api-key (or PURE_API_API_KEY), or bind to 127.0.0.1", settings.host)
     app = create_app(settings, store=store)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             access_log=False, timeout_graceful_shutdown=settings.shutdown_timeout)

@@ -76,3 +76,31 @@ def test_a_prompt_that_diverges_from_a_cache_is_cut_back_to_the_common_prefix(en
     common = next(i for i, (x, y) in enumerate(zip(prompt, rivers)) if x != y)
     assert finished.cached_tokens <= common
     assert_slots_match_the_kv_cache(engine)
+
+
+def test_a_batch_larger_than_llama_cpps_sequences_is_served_not_hung():
+    """llama.cpp holds at most 256 sequences: --max-batch-size 300 used to admit a 257th request,
+    find no slot, and kill the inference thread, after which every request waited for ever."""
+    from pure_model_api.engine.base import EngineOptions
+    from pure_model_api.engine.llamacpp_engine import MAX_SEQUENCES, LlamaCppEngine
+
+    engine = LlamaCppEngine.load(EngineOptions(model="demo", engine="llama.cpp", max_batch_size=300, max_queue=16,
+                                               kv_token_budget=16384))
+    try:
+        async def many():
+            prompt = engine.encode("Hello")
+            handles = [engine.submit(prompt, SamplingParams(max_tokens=2, temperature=0))
+                       for _ in range(MAX_SEQUENCES + 20)]
+
+            async def last(handle):
+                async for event in handle.events():
+                    if isinstance(event, Finished):
+                        return event
+
+            return await asyncio.wait_for(asyncio.gather(*(last(h) for h in handles)), 120)
+
+        finished = asyncio.run(many())
+        assert len(finished) == MAX_SEQUENCES + 20 and all(f.completion_tokens >= 1 for f in finished)
+        assert engine.health() is None and engine.describe()["max_batch_size"] == MAX_SEQUENCES
+    finally:
+        engine.close()

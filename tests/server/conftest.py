@@ -18,8 +18,8 @@ def wait_healthy(client: TestClient, timeout: float = 120) -> None:
 
 
 def make_client(model_dir, tmp_path, **overrides) -> TestClient:
-    settings = Settings(model=str(model_dir), device="cpu", engine="transformers", db=str(tmp_path / "c.sqlite3"),
-                        **overrides)
+    settings = Settings(**{"model": str(model_dir), "device": "cpu", "engine": "transformers",
+                           "db": str(tmp_path / "c.sqlite3"), **overrides})
     return TestClient(create_app(settings), raise_server_exceptions=False)
 
 

@@ -26,3 +26,18 @@ def test_the_conversation_header_names_the_conversation(tiny_models, tmp_path):
         store = client.get("/status").json()["store"]
         assert store["kind"] == "sqlite" and store["operations"] > 0 and store["errors"] == 0
         assert 'pure_api_store_info{kind="sqlite"} 1.0' in client.get("/metrics").text
+
+
+def test_reset_takes_the_conversation_from_the_header(tiny_models, tmp_path):
+    """A reset sent through a balancer that routes by X-Conversation-ID clears that conversation,
+    not `default`."""
+    with make_client(tiny_models["qwen2"], tmp_path) as client:
+        wait_healthy(client)
+        for session in ("routed", "default"):
+            client.post("/chat", json={"message": "hi", "max_tokens": 2, "session_id": session})
+        reset = client.post("/reset", headers={"X-Conversation-ID": "routed"})
+        assert reset.status_code == 200 and reset.json()["session_id"] == "routed"
+        assert client.get("/status", params={"session_id": "routed"}).json()["conversation_length"] == 0
+        assert client.get("/status", params={"session_id": "default"}).json()["conversation_length"] == 2
+        clash = client.post("/reset", json={"session_id": "default"}, headers={"X-Conversation-ID": "routed"})
+        assert clash.status_code == 400

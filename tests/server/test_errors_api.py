@@ -88,3 +88,39 @@ def test_oversized_headers_are_refused_before_the_app(client):
     response = client.get("/status", headers={"X-Padding": "x" * 100_000})
     assert response.status_code == 431 and "headers" in response.json()["error"]
     assert client.get("/status", headers={"X-Padding": "x" * 1000}).status_code == 200
+
+
+def test_more_messages_than_the_bound_is_a_400_on_both_surfaces(client):
+    from pure_model_api.protocol.limits import MAX_MESSAGES
+
+    model = client.app.state.settings.model
+    messages = [{"role": "user", "content": "a"}] * (MAX_MESSAGES + 1)
+    chat = client.post("/v1/chat/completions", json={"model": model, "messages": messages})
+    assert chat.status_code == 400 and str(MAX_MESSAGES) in chat.json()["error"]["message"]
+    assert chat.json()["error"]["param"] == "messages"
+    items = [{"type": "message", "role": "user", "content": "a"}] * (MAX_MESSAGES + 1)
+    responses = client.post("/v1/responses", json={"model": model, "input": items})
+    assert responses.status_code == 400 and str(MAX_MESSAGES) in responses.json()["error"]["message"]
+    long_text = client.post("/v1/responses", json={"model": model, "input": "a" * 3000, "max_output_tokens": 1})
+    assert long_text.status_code == 200, long_text.text  # the bound counts items, not characters
+
+
+def test_a_chat_template_that_refuses_the_messages_is_a_400_naming_why(tiny_models, tmp_path):
+    """Gemma's template calls raise_exception when roles do not alternate (it was a 500)."""
+    import shutil
+
+    from conftest import make_client, wait_healthy
+    from helpers import LLAMA_MODELS
+
+    model = tmp_path / "gemma-templated"
+    shutil.copytree(tiny_models["llama"], model)
+    shutil.copy(LLAMA_MODELS / "templates" / "google-gemma-2-2b-it.jinja", model / "chat_template.jinja")
+    with make_client(model, tmp_path) as gemma:
+        wait_healthy(gemma)
+        name = gemma.app.state.settings.model
+        refused = gemma.post("/v1/chat/completions", json={"model": name, "max_tokens": 2, "messages": [
+            {"role": "user", "content": "one"}, {"role": "user", "content": "two"}]})
+        assert refused.status_code == 400 and "alternate" in refused.json()["error"]["message"], refused.text
+        fine = gemma.post("/v1/chat/completions", json={"model": name, "max_tokens": 2, "messages": [
+            {"role": "user", "content": "one"}]})
+        assert fine.status_code == 200

@@ -98,3 +98,44 @@ def test_an_engine_fault_in_a_stream_is_an_error_event_or_a_500(faulty, surface)
     with faulty.stream("POST", path, json=body) as response:
         assert response.status_code == 200 and "error" not in response.read().decode().split("data:")[-1][:40]
     assert stored_rounds(faulty, "faulty") == before + (0 if surface == "openai" else 1)
+
+
+@pytest.mark.parametrize("engine", ["transformers", "llama.cpp"])
+def test_an_inference_thread_that_dies_fails_every_request_and_health_says_so(engine, tiny_models, tmp_path):
+    """A fault outside a step (admission, say) stops the inference thread: the request it was
+    running fails at once (it used to wait for ever), /health turns 503 with the reason, and every
+    later request is a 503 instead of a hang."""
+    import threading
+    import time
+
+    if engine == "transformers":
+        client = make_client(tiny_models["llama"], tmp_path)
+    else:
+        from fastapi.testclient import TestClient
+
+        settings = Settings(model="demo", engine="llama.cpp", db=str(tmp_path / "c.sqlite3"), kv_token_budget=4096)
+        client = TestClient(create_app(settings), raise_server_exceptions=False)
+    with client:
+        wait_healthy(client)
+        engine_object = client.app.state.service.engine
+        owner = getattr(engine_object, "scheduler", engine_object)
+        answers = []
+        running = threading.Thread(target=lambda: answers.append(client.post("/chat", json={
+            "message": "Count.", "max_tokens": 900, "ignore_eos": True})), daemon=True)  # within either context
+        running.start()
+        deadline = time.monotonic() + 60
+        while engine_object.describe()["running_requests"] == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("injected: the scheduler's bookkeeping broke")
+
+        owner._admit = broken
+        running.join(60)
+        assert answers and answers[0].status_code == 503 and "engine" in answers[0].json()["error"]
+        health = client.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "failed"
+        assert "injected" in health.json()["error"]
+        later = client.post("/chat", json={"message": "hi", "max_tokens": 2})
+        assert later.status_code == 503 and "restart" in later.json()["error"]

@@ -44,3 +44,23 @@ def test_an_unavailable_device_is_a_clear_error(tiny_models, tmp_path):
             if health.json()["status"] == "failed":
                 break
         assert "cuda:7" in health.json()["error"] and "not available" in health.json()["error"]
+
+
+def test_serving_beyond_loopback_without_keys_is_warned_about():
+    """An operator who binds to every address and sets no key is told, in the log, what that means."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    def start(*flags: str) -> str:
+        # an unreachable database ends the start right after the warning would be given
+        done = subprocess.run([sys.executable, str(ROOT / "pure_model_api.py"), "--db",
+                               "postgresql://nobody@127.0.0.1:9/none", *flags], capture_output=True, text=True,
+                              timeout=120, cwd=ROOT)
+        assert done.returncode == 1 and "error: " in done.stderr
+        return done.stderr
+
+    assert "without API keys" in start("--host", "0.0.0.0")
+    assert "without API keys" not in start("--host", "0.0.0.0", "--api-key", "k")
+    assert "without API keys" not in start("--host", "127.0.0.1")

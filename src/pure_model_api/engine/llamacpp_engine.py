@@ -204,8 +204,8 @@ class LlamaCppEngine(Engine):
                 continue
             if running and reserved + candidate.reserved_tokens > self.n_ctx:
                 break
-            sequence = self.waiting.popleft()
-            slot = self._slot_for(sequence.prompt_ids)
+            slot = self._slot_for(candidate.prompt_ids)
+            sequence = self.waiting.popleft()  # only once it has a slot: a fault leaves it waiting, and failed
             slot.sequence, slot.next_token = sequence, None
             slot.pending = sequence.prompt_ids[len(slot.tokens):]
             sequence.cached_tokens = len(slot.tokens)

@@ -164,6 +164,7 @@ class Scheduler:
         self.in_flight = 0  # submitted and not yet finished, failed or cancelled
         self.wakeup = threading.Condition()
         self.stopping = False
+        self.joining: list[Sequence] = []  # admitted, not yet in the batch
         self.failure: str | None = None  # why the inference thread stopped, if a fault stopped it
         self.on_failure = lambda failure: None
         self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -224,11 +225,12 @@ class Scheduler:
                     self.wakeup.wait()
                 if self.stopping:
                     return
-                joining = self._admit()
+                self.joining = joining = self._admit()
             try:
                 self._drop_cancelled()
                 if joining:
                     self._prefill(joining)
+                self.joining = []
                 if self.batch.rows:
                     self._decode_step()
             except Exception as error:  # noqa: BLE001 - a fault fails the requests, not the thread
@@ -236,6 +238,7 @@ class Scheduler:
                 for sequence in self.batch.rows + joining:
                     sequence.emit(error)
                 self.batch = RunningBatch.empty(self.device)
+                self.joining = []
 
     def _admit(self) -> list[Sequence]:
         """Move waiting requests into the batch while slots and the KV token budget allow."""
@@ -296,8 +299,9 @@ class Scheduler:
 
     def _fail_all(self, error: Exception) -> None:
         with self.wakeup:
-            pending = list(self.waiting) + self.batch.rows
+            pending = list(self.waiting) + [s for s in self.joining if s not in self.batch.rows] + self.batch.rows
             self.waiting.clear()
+            self.joining = []
         for sequence in pending:
             sequence.emit(error)
         self.batch = RunningBatch.empty(self.device)
