@@ -26,9 +26,12 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 @pytest.fixture(scope="module")
 def fuzzed_server(tmp_path_factory, tiny_models):
-    """The tiny model, so that a generated max_tokens of thousands is quick; the API is the same."""
+    """The tiny model, so that a generated max_tokens of thousands is quick; the API is the same.
+    Bodies up to 32 MiB: a generated list past its maxItems (2049 messages) can run to megabytes, and
+    must reach the validator (a 400) rather than the body limit (a 413)."""
     db = tmp_path_factory.mktemp("fuzz") / "c.sqlite3"
-    with ServerProcess("--model", str(tiny_models["llama"]), "--max-queue", "64", db=db) as server:
+    with ServerProcess("--model", str(tiny_models["llama"]), "--max-queue", "64", "--max-body-bytes", str(32 << 20),
+                       db=db) as server:
         yield server
 
 
