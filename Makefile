@@ -1,5 +1,6 @@
 # make run   - install everything into .venv, then serve the bundled demo model on 127.0.0.1:5000
 # make test  - install everything into .venv, then run the whole test suite (end-to-end included)
+# make check - the fast tier, for every change: ruff, then every test not marked slow, end to end on llama.cpp
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,7 +16,7 @@ VLLM ?= $(shell if [ "$$(uname -sm)" = "Linux x86_64" ] && ! command -v nvidia-s
 LLAMA_MODELS := $(VENV)/share/llama.cpp-models
 LLAMA_CPP_PYTHON := 0.3.36
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test check lint bench clean
 
 setup: $(STAMP) $(LLAMA_MODELS)/.extracted
 
@@ -48,6 +49,10 @@ run: setup
 test: setup
 	$(PY) -m ruff check src tests benchmarks
 	$(VENV)/bin/pytest -q
+
+check: setup
+	$(PY) -m ruff check src tests benchmarks
+	PURE_API_TEST_ENGINES=llama.cpp $(VENV)/bin/pytest -q -m "not slow"
 
 lint: setup
 	$(PY) -m ruff check src tests benchmarks

@@ -64,6 +64,32 @@ def demo_server(tmp_path_factory, engine_name):
     server.stop()
 
 
+# The fast tier (`make check`) leaves these out; `make test` runs everything. Each costs minutes, or
+# needs a server beside the service (PostgreSQL, nginx, Chromium).
+SLOW_MODULES = {
+    "test_soak.py": "a 90-second soak",
+    "test_openapi_fuzz.py": "hundreds of generated requests",
+    "test_faults.py": "SIGKILLs and restarts",
+    "test_lifecycle.py": "restarts and SIGTERM under load",
+    "test_replicas.py": "PostgreSQL and two replicas",
+    "test_balancer.py": "nginx",
+    "test_postgres_store.py": "PostgreSQL",
+    "test_store_on_postgresql.py": "PostgreSQL",
+    "test_chat_page.py": "Chromium",
+}
+SLOW_TESTS = {
+    "test_greedy_replies_do_not_depend_on_the_batch": "37 s of batched generation",
+    "test_a_late_request_joins_the_running_batch": "12 s",
+    "test_truncation_disabled_refuses_and_auto_drops_the_oldest_rounds": "prefills 9,000 tokens",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.name in SLOW_MODULES or getattr(item, "originalname", item.name) in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_terminal_summary(terminalreporter):
     """A skipped browser test must not pass unnoticed: say so at the end, where people look."""
     skipped = terminalreporter.stats.get("skipped", [])

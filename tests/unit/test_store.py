@@ -1,4 +1,5 @@
-"""The store's behaviour, on both databases: SQLite files and a real PostgreSQL server."""
+"""The store's behaviour on SQLite files. The tests that take `open_db` run again on a real
+PostgreSQL server in tests/e2e/test_store_on_postgresql.py, so this tier needs no database server."""
 
 import sqlite3
 
@@ -7,11 +8,14 @@ import pytest
 from pure_model_api.conversations import Message, SqliteStore, open_store
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def open_db(request, tmp_path):
+@pytest.fixture
+def open_db(tmp_path):
     """Opens a store on one fresh database; call it again to reopen the same database."""
-    url = str(tmp_path / "c.sqlite3") if request.param == "sqlite" else \
-        request.getfixturevalue("postgres").new_database()
+    yield from store_opener(str(tmp_path / "c.sqlite3"))
+
+
+def store_opener(url: str):
+    """An opener of stores on `url`, closing them all at the end (a fixture's body)."""
     opened = []
 
     def opener(max_rounds: int = 20):
