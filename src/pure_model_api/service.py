@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from pure_model_api.conversations import ConversationStore, Message, fit_to_context, group_rounds, messages_of
 from pure_model_api.conversations.history import fit_step
+from pure_model_api.conversations.store import page_of
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
 from pure_model_api.errors import BadRequest, ContextLengthExceeded, ModelLoading, NotFound, ServerBusy
 
@@ -52,6 +53,17 @@ class TurnResult:
     response: dict | None = None
     rounds_dropped: int = 0
     stored: list[Message] = field(default_factory=list)
+
+
+async def last_of(stream: AsyncIterator, kind: type):
+    """Run `stream` to its end (closing it however that comes) and return its item of type `kind`:
+    the Finished of a generation, the TurnResult of a turn, the ChatResult of a chat."""
+    found = None
+    async with contextlib.aclosing(stream) as items:
+        async for item in items:
+            if isinstance(item, kind):
+                found = item
+    return found
 
 
 class GenerationObserver:
@@ -117,12 +129,7 @@ class ChatService:
 
     # ---- the documented /chat conversation ----
     async def chat(self, owner: str, session_id: str, message: str, params: SamplingParams) -> ChatResult:
-        result = None
-        async with contextlib.aclosing(self.chat_stream(owner, session_id, message, params)) as items:
-            async for item in items:
-                if isinstance(item, ChatResult):
-                    result = item
-        return result
+        return await last_of(self.chat_stream(owner, session_id, message, params), ChatResult)
 
     async def chat_stream(self, owner: str, session_id: str, message: str,
                           params: SamplingParams) -> AsyncIterator[TextDelta | ChatResult]:
@@ -237,6 +244,62 @@ class ChatService:
         async with self.hold(owner, cid):
             await asyncio.to_thread(self._require_conversation, owner, cid, "conversation_id")
             return await asyncio.to_thread(self.store.delete_item, owner, cid, item_id)
+
+    # ---- reading stored state (every route reads through here, never the store itself) ----
+    async def conversation(self, owner: str, cid: str, param: str = "conversation_id") -> dict:
+        row = await asyncio.to_thread(self.store.conversation, owner, cid)
+        if row is None:
+            raise NotFound(f"conversation '{cid}' not found", param=param)
+        return row
+
+    async def create_conversation(self, owner: str, metadata: dict, items: list[Message]) -> dict:
+        return await asyncio.to_thread(self.store.create_conversation, owner, metadata, items)
+
+    async def update_conversation(self, owner: str, cid: str, metadata: dict) -> dict:
+        await self.conversation(owner, cid)
+        return await asyncio.to_thread(self.store.update_metadata, owner, cid, metadata)
+
+    async def list_items(self, owner: str, cid: str, after: str | None, limit: int, order: str,
+                         ) -> tuple[list[Message], bool]:
+        await self.conversation(owner, cid)
+        return await asyncio.to_thread(self.store.list_items, owner, cid, after, limit, order)
+
+    async def item(self, owner: str, cid: str, item_id: str) -> Message:
+        await self.conversation(owner, cid)
+        found = await asyncio.to_thread(self.store.item, owner, cid, item_id)
+        if found is None:
+            raise NotFound(f"item '{item_id}' not found in conversation '{cid}'", param="item_id")
+        return found
+
+    async def list_conversations(self, owner: str, after: str | None, limit: int) -> tuple[list[dict], bool]:
+        return await asyncio.to_thread(self.store.list_conversations, owner, after, limit)
+
+    async def messages(self, owner: str, cid: str) -> list[Message]:
+        return await asyncio.to_thread(self.store.messages, owner, cid)
+
+    async def response(self, owner: str, rid: str, param: str = "response_id") -> dict:
+        found = await asyncio.to_thread(self.store.response, owner, rid)
+        if found is None:
+            raise NotFound(f"response '{rid}' not found", param=param)
+        return found
+
+    async def delete_response(self, owner: str, rid: str) -> None:
+        if not await asyncio.to_thread(self.store.delete_response, owner, rid):
+            raise NotFound(f"response '{rid}' not found", param="response_id")
+
+    async def input_items(self, owner: str, rid: str, after: str | None, limit: int, order: str,
+                          ) -> tuple[list[Message], bool]:
+        response = await self.response(owner, rid)
+        items = await asyncio.to_thread(self.store.input_items, owner, rid, response.get("dropped_rounds", 0))
+        return page_of(items, after, limit, order)
+
+    def store_status(self) -> dict:
+        """kind, operations, errors, mean latency: counters the store keeps in memory."""
+        return self.store.describe()
+
+    async def count_conversations(self, owner: str | None) -> int:
+        """The owner's conversations, or (None) every owner's."""
+        return await asyncio.to_thread(self.store.count_conversations, owner)
 
     async def reset(self, owner: str, session_id: str) -> int:
         async with self.hold(owner, session_id):

@@ -12,17 +12,20 @@ from pure_model_api.config import Settings
 from pure_model_api.server.app import create_app
 
 
+def client_on(engine: str, tiny_models, tmp, kv_token_budget: int = 2048):
+    """The app in-process on an engine that runs its own inference thread: a tiny Llama on
+    transformers, the demo GGUF on llama.cpp."""
+    if engine == "transformers":
+        return make_client(tiny_models["llama"], tmp)
+    from fastapi.testclient import TestClient
+
+    settings = Settings(model="demo", engine="llama.cpp", db=str(tmp / "c.sqlite3"), kv_token_budget=kv_token_budget)
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
 @pytest.fixture(scope="module", params=["transformers", "llama.cpp"])
 def faulty(request, tiny_models, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp(f"faults-{request.param}")
-    if request.param == "transformers":
-        client = make_client(tiny_models["llama"], tmp)
-    else:
-        from fastapi.testclient import TestClient
-
-        settings = Settings(model="demo", engine="llama.cpp", db=str(tmp / "c.sqlite3"), kv_token_budget=2048)
-        client = TestClient(create_app(settings), raise_server_exceptions=False)
-    with client:
+    with client_on(request.param, tiny_models, tmp_path_factory.mktemp(f"faults-{request.param}")) as client:
         wait_healthy(client)
         yield client
 
@@ -108,14 +111,7 @@ def test_an_inference_thread_that_dies_fails_every_request_and_health_says_so(en
     import threading
     import time
 
-    if engine == "transformers":
-        client = make_client(tiny_models["llama"], tmp_path)
-    else:
-        from fastapi.testclient import TestClient
-
-        settings = Settings(model="demo", engine="llama.cpp", db=str(tmp_path / "c.sqlite3"), kv_token_budget=4096)
-        client = TestClient(create_app(settings), raise_server_exceptions=False)
-    with client:
+    with client_on(engine, tiny_models, tmp_path, kv_token_budget=4096) as client:
         wait_healthy(client)
         engine_object = client.app.state.service.engine
         owner = getattr(engine_object, "scheduler", engine_object)

@@ -29,23 +29,13 @@ ITEM_COLUMNS = "id, role, text, response_id, created_at"
 Run = Callable[..., object]  # run(sql, params=()) -> a DB-API cursor; SQL written with "?" placeholders
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
+def new_id(prefix: str, separator: str = "_") -> str:
+    """An id as OpenAI's look: `resp_...`, `msg_...`, `conv_...` (and `chatcmpl-...` with "-")."""
+    return f"{prefix}{separator}{uuid.uuid4().hex}"
 
 
 def _message(row) -> Message:
     return Message(id=row[0], role=row[1], text=row[2], response_id=row[3], created_at=row[4])
-
-
-def open_store(db: str, max_rounds: int = 20) -> ConversationStore:
-    """`postgresql://...` is a PostgreSQL store; anything else a SQLite file (or `:memory:`)."""
-    if db.startswith(("postgresql://", "postgres://")):
-        from pure_model_api.conversations.postgres_store import PostgresStore
-
-        return PostgresStore(db, max_rounds)
-    from pure_model_api.conversations.sqlite_store import SqliteStore
-
-    return SqliteStore(db, max_rounds)
 
 
 class ConversationStore:

@@ -1,13 +1,14 @@
 """The engine interface: what the service needs of an inference engine. No HTTP here.
 
 An engine turns token ids into an async stream of `TextDelta`s ending in one `Finished`. It
-plugs in by subclassing `Engine` in its own module and implementing `_submit`, `close` and
-`_describe`; prompts (the chat template, the context check) are shared here, so every engine
+plugs in by subclassing `Engine` in its own module and implementing `load`, `_submit`, `close`
+and `_describe`; prompts (the chat template, the context check) are shared here, so every engine
 sees the same tokens for the same conversation.
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,7 +16,25 @@ from typing import Protocol
 
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
 from pure_model_api.engine.prompts import ChatRenderer
-from pure_model_api.errors import ContextLengthExceeded, EngineFailed
+from pure_model_api.errors import ContextLengthExceeded, EngineFailed, ShuttingDown
+
+log = logging.getLogger(__name__)
+
+
+def run_inference_thread(loop, fail_all, on_failure, name: str) -> None:
+    """The body of an in-process engine's inference thread: `loop()` until it returns (shutdown),
+    then every request still held fails with ShuttingDown. A fault that escapes the loop (one
+    inside a step fails that step's requests only) stops the thread: `on_failure(reason)` records
+    why, for /health, and every request held fails with EngineFailed, so none waits for ever."""
+    try:
+        loop()
+    except BaseException as error:  # noqa: BLE001 - whatever it was, nothing may wait forever
+        log.exception("the %s inference thread stopped", name)
+        failure = f"{type(error).__name__}: {error}"
+        on_failure(failure)
+        fail_all(EngineFailed(failure))
+        return
+    fail_all(ShuttingDown())
 
 
 @dataclass(frozen=True)
@@ -52,13 +71,19 @@ class GenerationHandle(Protocol):
 
 
 class Engine(ABC):
-    name: str  # "vllm", "transformers"
+    name: str  # "vllm", "llama.cpp", "transformers"
 
     def __init__(self, tokenizer, context_length: int):
         self.tokenizer = tokenizer
         self.context_length = context_length
         self.prompts = ChatRenderer(tokenizer)
         self.failure: str | None = None  # set when the engine can serve nothing more; /health reports it
+
+    @classmethod
+    @abstractmethod
+    def load(cls, options: EngineOptions) -> Engine:
+        """Build the engine from the service's options; a ModelLoadError says, in one line, why it
+        cannot (engine/select.py calls this)."""
 
     # ---- prompts ----
     def render_chat(self, messages: list[dict]) -> list[int]:

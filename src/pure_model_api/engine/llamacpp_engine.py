@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pure_model_api.engine.base import Engine, EngineOptions
+from pure_model_api.engine.base import Engine, EngineOptions, run_inference_thread
 from pure_model_api.engine.gguf_chat import GgufTokenizer
 from pure_model_api.engine.params import SamplingParams
 from pure_model_api.engine.sampling import choose_next_tokens
@@ -153,17 +153,11 @@ class LlamaCppEngine(Engine):
 
     # ---- inference thread ----
     def _run(self) -> None:
-        """The inference loop. A fault in one step fails that step's requests; a fault anywhere
-        else stops the thread, so every request in flight fails and /health says why."""
-        try:
-            self._loop()
-        except BaseException as error:  # noqa: BLE001 - whatever it was, nothing may wait forever
-            log.exception("the llama.cpp inference thread stopped")
-            with self.wakeup:
-                self.failure = f"{type(error).__name__}: {error}"
-            self._fail_pending(EngineFailed(self.failure))
-            return
-        self._fail_pending(ShuttingDown())
+        run_inference_thread(self._loop, self._fail_pending, self._failed, "llama.cpp")
+
+    def _failed(self, failure: str) -> None:
+        with self.wakeup:
+            self.failure = failure
 
     def _loop(self) -> None:
         while True:

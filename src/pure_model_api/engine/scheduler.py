@@ -16,6 +16,7 @@ import time
 import torch
 from transformers import DynamicCache
 
+from pure_model_api.engine.base import run_inference_thread
 from pure_model_api.engine.batch import RunningBatch, cache_keyword_of, left_padded
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
 from pure_model_api.engine.sampling import choose_next_tokens, make_generator
@@ -205,18 +206,12 @@ class Scheduler:
 
     # ---- inference thread ----
     def _run(self) -> None:
-        """The inference loop. A fault in one step fails that step's requests; a fault anywhere
-        else stops the thread, so every request in flight fails and /health says why."""
-        try:
-            self._loop()
-        except BaseException as error:  # noqa: BLE001 - whatever it was, nothing may wait forever
-            log.exception("the inference thread stopped")
-            with self.wakeup:
-                self.failure = f"{type(error).__name__}: {error}"
-            self.on_failure(self.failure)
-            self._fail_all(EngineFailed(self.failure))
-            return
-        self._fail_all(ShuttingDown())
+        run_inference_thread(self._loop, self._fail_all, self._failed, "transformers")
+
+    def _failed(self, failure: str) -> None:
+        with self.wakeup:
+            self.failure = failure
+        self.on_failure(failure)
 
     def _loop(self) -> None:
         while True:

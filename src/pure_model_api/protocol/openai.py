@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pure_model_api.conversations import new_id  # noqa: F401 - the surface's ids, `chatcmpl-...`
 from pure_model_api.engine.params import SamplingParams
 from pure_model_api.errors import BadRequest
 from pure_model_api.protocol.limits import MAX_MESSAGES, Metadata, Seed, Stop
@@ -140,10 +140,6 @@ class CompletionRequest(_GenerationRequest):
     @property
     def prompt_text(self) -> str:
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"
 
 
 def usage(finished) -> dict:

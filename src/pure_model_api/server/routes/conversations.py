@@ -3,8 +3,6 @@ same stored conversations (a /chat session id is a conversation id)."""
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Path, Query, Request
 
 from pure_model_api.errors import NotFound
@@ -31,15 +29,8 @@ PAGE_ORDER = Query("desc", pattern="^(asc|desc)$")
 SESSION_ID = Path(pattern=SESSION_ID_PATTERN)
 
 
-def _store(request: Request):
-    return request.app.state.service.store
-
-
-async def _conversation(request: Request, cid: str) -> dict:
-    row = await asyncio.to_thread(_store(request).conversation, request.state.owner, cid)
-    if row is None:
-        raise NotFound(f"conversation '{cid}' not found", param="conversation_id")
-    return row
+def _service(request: Request):
+    return request.app.state.service
 
 
 @router.post("/v1/conversations", openapi_extra=body(ConversationCreate, required=False),
@@ -47,38 +38,33 @@ async def _conversation(request: Request, cid: str) -> dict:
 async def create_conversation(request: Request):
     body = await parse_json_body(request, ConversationCreate, body_optional=True)
     items = [item.as_message() for item in body.items]
-    row = await asyncio.to_thread(_store(request).create_conversation, request.state.owner, body.metadata or {},
-                                  items)
-    return conversation_object(row)
+    return conversation_object(await _service(request).create_conversation(request.state.owner, body.metadata or {},
+                                                                            items))
 
 
 @router.get("/v1/conversations/{conversation_id}", responses=responses(ConversationObject, openai=True))
 async def get_conversation(conversation_id: str, request: Request):
-    return conversation_object(await _conversation(request, conversation_id))
+    return conversation_object(await _service(request).conversation(request.state.owner, conversation_id))
 
 
 @router.post("/v1/conversations/{conversation_id}", openapi_extra=body(ConversationUpdate),
              responses=responses(ConversationObject, openai=True))
 async def update_conversation(conversation_id: str, request: Request):
     body = await parse_json_body(request, ConversationUpdate)
-    await _conversation(request, conversation_id)
-    row = await asyncio.to_thread(_store(request).update_metadata, request.state.owner, conversation_id,
-                                  body.metadata)
+    row = await _service(request).update_conversation(request.state.owner, conversation_id, body.metadata)
     return conversation_object(row)
 
 
 @router.delete("/v1/conversations/{conversation_id}", responses=responses(ConversationDeleted, openai=True))
 async def delete_conversation(conversation_id: str, request: Request):
-    await request.app.state.service.delete_conversation(request.state.owner, conversation_id)
+    await _service(request).delete_conversation(request.state.owner, conversation_id)
     return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
 
 
 @router.get("/v1/conversations/{conversation_id}/items", responses=responses(ItemList, openai=True))
 async def list_items(conversation_id: str, request: Request, after: str | None = None, limit: int = PAGE_LIMIT,
                      order: str = PAGE_ORDER):
-    await _conversation(request, conversation_id)
-    page, has_more = await asyncio.to_thread(_store(request).list_items, request.state.owner, conversation_id,
-                                             after, limit, order)
+    page, has_more = await _service(request).list_items(request.state.owner, conversation_id, after, limit, order)
     return list_object([item_object(m) for m in page], has_more)
 
 
@@ -86,41 +72,37 @@ async def list_items(conversation_id: str, request: Request, after: str | None =
              responses=responses(ItemList, openai=True))
 async def add_items(conversation_id: str, request: Request):
     body = await parse_json_body(request, ItemsCreate)
-    added = await request.app.state.service.add_items(request.state.owner, conversation_id,
+    added = await _service(request).add_items(request.state.owner, conversation_id,
                                                       [item.as_message() for item in body.items])
     return list_object([item_object(m) for m in added], False)
 
 
 @router.get("/v1/conversations/{conversation_id}/items/{item_id}", responses=responses(ItemObject, openai=True))
 async def get_item(conversation_id: str, item_id: str, request: Request):
-    await _conversation(request, conversation_id)
-    item = await asyncio.to_thread(_store(request).item, request.state.owner, conversation_id, item_id)
-    if item is None:
-        raise NotFound(f"item '{item_id}' not found in conversation '{conversation_id}'", param="item_id")
-    return item_object(item)
+    return item_object(await _service(request).item(request.state.owner, conversation_id, item_id))
 
 
 @router.delete("/v1/conversations/{conversation_id}/items/{item_id}",
                responses=responses(ConversationObject, openai=True))
 async def delete_item(conversation_id: str, item_id: str, request: Request):
-    found = await request.app.state.service.delete_item(request.state.owner, conversation_id, item_id)
+    found = await _service(request).delete_item(request.state.owner, conversation_id, item_id)
     if not found:
         raise NotFound(f"item '{item_id}' not found in conversation '{conversation_id}'", param="item_id")
-    return conversation_object(await _conversation(request, conversation_id))
+    return conversation_object(await _service(request).conversation(request.state.owner, conversation_id))
 
 
 # ---- /sessions: the same conversations for /chat users, in the documented API's shapes ----
 @router.get("/sessions", responses=responses(SessionsPage, openai=False))
 async def list_sessions(request: Request, after: str | None = None, limit: int = PAGE_LIMIT):
-    page, has_more = await asyncio.to_thread(_store(request).list_conversations, request.state.owner, after, limit)
+    page, has_more = await _service(request).list_conversations(request.state.owner, after, limit)
     return {"sessions": [{"session_id": row["id"], **{k: v for k, v in row.items() if k != "id"}} for row in page],
             "has_more": has_more}
 
 
 @router.get("/sessions/{session_id}", responses=responses(SessionDetail, openai=False))
 async def get_session(request: Request, session_id: str = SESSION_ID):
-    row = await _conversation(request, session_id)
-    messages = await asyncio.to_thread(_store(request).messages, request.state.owner, session_id)
+    row = await _service(request).conversation(request.state.owner, session_id, param="session_id")
+    messages = await _service(request).messages(request.state.owner, session_id)
     return {"session_id": session_id, "created_at": row["created_at"], "last_used_at": row["updated_at"],
             "messages": [{"id": m.id, "role": m.role, "content": m.text, "created_at": m.created_at}
                          for m in messages]}
@@ -128,5 +110,5 @@ async def get_session(request: Request, session_id: str = SESSION_ID):
 
 @router.delete("/sessions/{session_id}", responses=responses(SessionDeleted, openai=False))
 async def delete_session(request: Request, session_id: str = SESSION_ID):
-    await request.app.state.service.delete_conversation(request.state.owner, session_id, param="session_id")
+    await _service(request).delete_conversation(request.state.owner, session_id, param="session_id")
     return {"status": "success", "session_id": session_id, "deleted": True}

@@ -26,6 +26,7 @@ from pure_model_api.protocol.openai import (
 from pure_model_api.server.errors import error_body, parse_json_body
 from pure_model_api.server.openapi import body, responses
 from pure_model_api.server.streaming import cancel_on_disconnect, event_stream, sse_event
+from pure_model_api.service import last_of
 
 router = APIRouter(prefix="/v1")
 log = logging.getLogger(__name__)
@@ -79,25 +80,18 @@ async def _complete(request: Request, body, prompt_ids: list[int], max_tokens: i
         max_tokens = max(service.require_engine().context_length - len(prompt_ids), 1)
     handle = service.submit(prompt_ids, body.sampling_params(max_tokens))  # context errors: 400 here
     kind = "chat.completion" if chat else "text_completion"
-    request_id = new_id("chatcmpl" if chat else "cmpl")
+    request_id = new_id("chatcmpl" if chat else "cmpl", "-")
     if body.stream:
         chunks = _chunks(service.stream(handle), kind, request_id, body, chat)
         return event_stream(chunks, on_close=handle.cancel)
     try:
-        finished = await cancel_on_disconnect(request, _last(service.stream(handle)))
+        finished = await cancel_on_disconnect(request, last_of(service.stream(handle), Finished))
     finally:
         handle.cancel()  # a no-op once finished; else the generation would run on unobserved
     choice = {"index": 0, "finish_reason": finished.finish_reason, "logprobs": None}
     choice.update({"message": {"role": "assistant", "content": finished.text}} if chat else {"text": finished.text})
     return envelope(kind, request_id, body.model, [choice],
                     usage=usage(finished))
-
-
-async def _last(events) -> Finished:
-    async with contextlib.aclosing(events) as stream:
-        async for event in stream:
-            if isinstance(event, Finished):
-                return event
 
 
 async def _chunks(events, kind: str, request_id: str, body, chat: bool):

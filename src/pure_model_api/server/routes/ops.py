@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from fastapi import APIRouter, Query, Request
@@ -44,10 +43,10 @@ async def status(request: Request, session_id: str = Query(DEFAULT_SESSION, patt
         "session_id": session_id,
         "ready": engine is not None,
         "uptime_s": round(time.time() - service.started_at, 1),
-        "sessions": await asyncio.to_thread(service.store.count_conversations, request.state.owner),
+        "sessions": await service.count_conversations(request.state.owner),
         "requests_served": service.requests_served,
         "max_history_rounds": settings.max_history_rounds,
-        "store": service.store.describe(),
+        "store": service.store_status(),
     }
 
 
@@ -55,6 +54,6 @@ async def status(request: Request, session_id: str = Query(DEFAULT_SESSION, patt
             CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}))
 async def metrics(request: Request):
     state = request.app.state
-    state.metrics.stored_conversations.set(await asyncio.to_thread(state.service.store.count_conversations))
+    state.metrics.stored_conversations.set(await state.service.count_conversations(None))
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

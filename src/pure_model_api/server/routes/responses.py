@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import logging
@@ -11,10 +10,9 @@ import time
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from pure_model_api.conversations import Message
-from pure_model_api.conversations.store import new_id, page_of
+from pure_model_api.conversations import Message, new_id
 from pure_model_api.engine.params import TextDelta
-from pure_model_api.errors import ApiError, ModelNotFound, NotFound
+from pure_model_api.errors import ApiError, ModelNotFound
 from pure_model_api.protocol.responses import (
     ItemList,
     ResponseDeleted,
@@ -29,7 +27,7 @@ from pure_model_api.server import affinity
 from pure_model_api.server.errors import parse_json_body
 from pure_model_api.server.openapi import body, responses
 from pure_model_api.server.streaming import cancel_on_disconnect, event_stream, primed, sse_event
-from pure_model_api.service import Turn, TurnResult
+from pure_model_api.service import Turn, TurnResult, last_of
 
 router = APIRouter(prefix="/v1")
 log = logging.getLogger(__name__)
@@ -50,7 +48,8 @@ async def create_response(request: Request):
     body.check_supported()
     service, owner = request.app.state.service, request.state.owner
     engine = service.require_engine()
-    await _check_state_exists(service.store, owner, body)
+    if body.previous_response_id is not None:  # a conversation is checked by the turn, under its lock
+        await service.response(owner, body.previous_response_id, param="previous_response_id")
     response_id, created_at, output_id = new_id("resp"), time.time(), new_id("msg")
 
     def build(finished, dropped: int) -> dict:
@@ -68,22 +67,8 @@ async def create_response(request: Request):
         stream = await primed(service.turn_stream(turn))
         return event_stream(_events(stream, body, response_id, created_at, output_id), headers=echo,
                             on_close=stream.aclose)
-    result = await cancel_on_disconnect(request, _last(service.turn_stream(turn)))
+    result = await cancel_on_disconnect(request, last_of(service.turn_stream(turn), TurnResult))
     return JSONResponse(result.response, headers=echo)
-
-
-async def _check_state_exists(store, owner: str, body: ResponseRequest) -> None:
-    """The previous response must exist; a conversation is checked by the turn, under its lock."""
-    if body.previous_response_id is not None:
-        if await asyncio.to_thread(store.response, owner, body.previous_response_id) is None:
-            raise NotFound(f"response '{body.previous_response_id}' not found", param="previous_response_id")
-
-
-async def _last(turns) -> TurnResult:
-    async with contextlib.aclosing(turns) as events:
-        async for event in events:
-            if isinstance(event, TurnResult):
-                return event
 
 
 async def _events(stream, body: ResponseRequest, response_id: str, created_at: float, output_id: str):
@@ -126,31 +111,18 @@ async def _events(stream, body: ResponseRequest, response_id: str, created_at: f
 
 @router.get("/responses/{response_id}", responses=responses(ResponseObject, openai=True))
 async def get_response(response_id: str, request: Request):
-    return await _stored_response(request, response_id)
+    return await request.app.state.service.response(request.state.owner, response_id)
 
 
 @router.delete("/responses/{response_id}", responses=responses(ResponseDeleted, openai=True))
 async def delete_response(response_id: str, request: Request):
-    store = request.app.state.service.store
-    if not await asyncio.to_thread(store.delete_response, request.state.owner, response_id):
-        raise NotFound(f"response '{response_id}' not found", param="response_id")
+    await request.app.state.service.delete_response(request.state.owner, response_id)
     return {"id": response_id, "object": "response.deleted", "deleted": True}
 
 
 @router.get("/responses/{response_id}/input_items", responses=responses(ItemList, openai=True))
 async def input_items(response_id: str, request: Request, after: str | None = None, limit: int = PAGE_LIMIT,
                       order: str = PAGE_ORDER):
-    response = await _stored_response(request, response_id)
-    store = request.app.state.service.store
-    items = await asyncio.to_thread(store.input_items, request.state.owner, response_id,
-                                    response.get("dropped_rounds", 0))
-    page, has_more = page_of(items, after, limit, order)
+    page, has_more = await request.app.state.service.input_items(request.state.owner, response_id, after, limit,
+                                                                 order)
     return list_object([item_object(m) for m in page], has_more)
-
-
-async def _stored_response(request: Request, response_id: str) -> dict:
-    store = request.app.state.service.store
-    response = await asyncio.to_thread(store.response, request.state.owner, response_id)
-    if response is None:
-        raise NotFound(f"response '{response_id}' not found", param="response_id")
-    return response
