@@ -48,7 +48,7 @@ run: setup
 
 test: setup
 	$(PY) -m ruff check src tests benchmarks
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=40
 
 check: setup
 	$(PY) -m ruff check src tests benchmarks
