@@ -152,7 +152,7 @@ class ChatService:
         # response, which adds a new response and changes no other) takes no lock.
         async with self.hold(turn.owner, cid) if cid is not None else contextlib.nullcontext():
             if cid is not None and not turn.create:  # checked under the lock that a DELETE takes too
-                await asyncio.to_thread(self._require_conversation, turn.owner, cid)
+                await self.conversation(turn.owner, cid, param="conversation")
             history = await asyncio.to_thread(self._history, turn)
             prompt_ids, dropped = await asyncio.to_thread(self.fit_prompt, engine, group_rounds(history), turn)
             finished = None
@@ -170,10 +170,6 @@ class ChatService:
                 stored = await asyncio.to_thread(self.store.add_turn, turn.owner, turn.conversation_id,
                                                  turn.inputs, [output], kept, turn.create)
         yield TurnResult(finish=finished, output=output, response=response, rounds_dropped=dropped, stored=stored)
-
-    def _require_conversation(self, owner: str, cid: str, param: str = "conversation") -> None:
-        if self.store.conversation(owner, cid) is None:
-            raise NotFound(f"conversation '{cid}' not found", param=param)
 
     def _history(self, turn: Turn) -> list[Message]:
         if turn.conversation_id is not None:
@@ -242,7 +238,7 @@ class ChatService:
 
     async def delete_item(self, owner: str, cid: str, item_id: str) -> bool:
         async with self.hold(owner, cid):
-            await asyncio.to_thread(self._require_conversation, owner, cid, "conversation_id")
+            await self.conversation(owner, cid)
             return await asyncio.to_thread(self.store.delete_item, owner, cid, item_id)
 
     # ---- reading stored state (every route reads through here, never the store itself) ----

@@ -75,8 +75,7 @@ class VllmHandle:
         from vllm.inputs import TokensPrompt
 
         self.started = True
-        if self.cancelled:
-            self.engine.active.discard(self.request_id)
+        if self.cancelled:  # cancel() already took it off the engine's count
             return
         started = time.perf_counter()
         first_token_at = None
