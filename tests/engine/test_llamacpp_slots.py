@@ -63,6 +63,23 @@ def test_conversations_side_by_side_keep_exact_caches(engine):
             assert len(owners) <= 1
 
 
+def test_a_new_conversation_leaves_another_ones_cache_whole(engine):
+    """Conversations one after the other, with the same system prompt: the second borrows that
+    prefix by copy, and the first keeps its whole cache for its next turn. A short conversation
+    shares more than half its tokens with any other, which once cost it its cache (CI, seen when
+    the second request arrived after the first had finished)."""
+    async def scenario():
+        first = [{"role": "user", "content": "c says 0"}]
+        done = await generate(engine, first)
+        await generate(engine, [{"role": "user", "content": "d says 0"}])
+        first += [{"role": "assistant", "content": done.text}, {"role": "user", "content": "c says 1"}]
+        return done, await generate(engine, first)
+
+    done, again = asyncio.run(scenario())
+    assert again.cached_tokens >= done.prompt_tokens
+    assert_slots_match_the_kv_cache(engine)
+
+
 def test_a_prompt_that_diverges_from_a_cache_is_cut_back_to_the_common_prefix(engine):
     async def scenario():
         base = [{"role": "user", "content": "Tell me about rivers."}]

@@ -8,10 +8,11 @@ shared with the transformers engine).
 
 A slot keeps its sequence's KV cache after the request ends. The next request whose prompt
 starts with a slot's cached tokens (the next turn of the same conversation) takes that slot and
-prefills only what is new. A slot whose cache matches only partly is cut back to the common
-prefix first: a cache is never used beyond tokens that match exactly. When room is needed, idle
-slots are emptied least-recently-used first; a conversation whose cache was evicted is simply
-prefilled again.
+prefills only what is new. Any other prompt takes an empty slot (else the least recently used)
+and borrows the longest matching prefix of any cache by copy, so one conversation never cuts
+back another's cache; a cache is never used beyond tokens that match exactly. When room is
+needed, idle slots are emptied least-recently-used first; a conversation whose cache was evicted
+is simply prefilled again.
 """
 
 from __future__ import annotations
@@ -209,24 +210,23 @@ class LlamaCppEngine(Engine):
     def _slot_for(self, prompt: list[int]) -> Slot:
         """A slot for `prompt`, holding as much of it as any cache has, and never more than matches
         exactly (and one token short of the prompt, whose logits are needed). The conversation's
-        own slot is taken as it is; a cache that matches only partly (another conversation with the
-        same system prompt) lends its matching prefix by copy, and keeps the rest."""
+        own slot is taken as it is. Otherwise the prompt goes to an empty slot, else to the least
+        recently used one, and borrows the longest matching prefix (another conversation's system
+        prompt, or its own cache before an edit) by copy: in llama.cpp's unified KV cache a copy
+        shares the cells, and the cache it came from stays whole for its own conversation."""
         idle = [s for s in self.slots if s.sequence is None]
         best = max(idle, key=lambda s: common_prefix(s.tokens, prompt))
         shared = min(common_prefix(best.tokens, prompt), len(prompt) - 1)
         if shared > 0 and shared == len(best.tokens):
             return best
-        if shared > 0 and shared >= len(prompt) // 2 and shared >= len(best.tokens) // 2:
-            self._truncate(best, shared)  # mostly the same conversation: cut it back, keep one slot
+        target = min(idle, key=lambda s: (bool(s.tokens), s.last_used))
+        if target is best:  # the least recently used cache is the best match: cut it back
+            self._truncate(best, shared)
             return best
-        target = min((s for s in idle if s is not best), key=lambda s: (bool(s.tokens), s.last_used),
-                     default=best)
         self._truncate(target, 0)
-        if shared > 0 and target is not best:
+        if shared > 0:
             self.context.kv_cache_seq_cp(best.seq_id, target.seq_id, 0, shared)
             target.tokens = best.tokens[:shared]
-        else:
-            self._truncate(target, shared)
         return target
 
     def _truncate(self, slot: Slot, keep: int) -> None:
