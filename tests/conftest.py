@@ -23,7 +23,7 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 def demo_engine():
     """The demo model in-process, with the engine the server uses."""
     from pure_model_api.engine.base import EngineOptions
-    from pure_model_api.engine.transformers_engine import TransformersEngine
+    from pure_model_api.engine.transformers import TransformersEngine
 
     engine = TransformersEngine.load(EngineOptions(model="demo", device="cpu", max_batch_size=16, max_queue=64))
     yield engine

@@ -51,7 +51,7 @@ def family_tokenizer(vocab: str, template: str):
     as the llama.cpp engine would build them from a GGUF file holding both."""
     from llama_cpp._internals import LlamaModel
 
-    from pure_model_api.engine.gguf_chat import GgufTokenizer
+    from pure_model_api.engine.llamacpp.gguf_chat import GgufTokenizer
 
     if not LLAMA_MODELS.is_dir():
         raise RuntimeError(f"{LLAMA_MODELS} is missing: `make setup` extracts it from the llama-cpp-python sdist")

@@ -54,3 +54,13 @@ def test_after_eviction_a_conversation_is_prefilled_again_and_answers_correctly(
     assert again["usage"]["cached_tokens"] < own_cache - 8  # evicted: prefilled again (bar the system prompt)
     assert again["usage"]["prompt_tokens"] > first["usage"]["prompt_tokens"] + first["usage"]["completion_tokens"]
     assert "Paris" in again["response"]
+
+
+def test_a_gguf_server_on_llama_cpp_loads_neither_torch_nor_transformers(roomy_and_tight):
+    """A user who installs only the llama.cpp extra can serve a GGUF file; here, where torch is
+    installed, the server's process still maps none of it (start time and memory)."""
+    roomy, _ = roomy_and_tight
+    assert chat(roomy, "no-torch", "Hello!", max_tokens=4)["status"] == "success"  # sampled, and answered
+    maps = open(f"/proc/{roomy.process.pid}/maps").read()
+    assert "libtorch" not in maps and "/torch/" not in maps
+    assert "/transformers/" not in maps and "/tokenizers/" not in maps

@@ -105,21 +105,21 @@ def test_cancel_frees_the_slot(demo_engine):
         events = handle.events()
         await anext(events)
         await anext(events)  # the first token comes from the prefill; by the second it is in the batch
-        assert demo_engine.describe()["running_requests"] == 1
+        assert demo_engine.stats().running_requests == 1
         await events.aclose()  # what a disconnecting client does
         for _ in range(100):
-            if demo_engine.describe()["running_requests"] == 0:
+            if demo_engine.stats().running_requests == 0:
                 return True
             await asyncio.sleep(0.05)
         return False
 
     assert run(cancelled())
-    assert demo_engine.describe()["kv_cache_bytes"] == 0
+    assert demo_engine.stats().kv_cache_bytes == 0
 
 
 def test_a_full_queue_is_refused_at_once(tmp_path):
     from pure_model_api.engine.base import EngineOptions
-    from pure_model_api.engine.transformers_engine import TransformersEngine
+    from pure_model_api.engine.transformers import TransformersEngine
 
     engine = TransformersEngine.load(EngineOptions(model="demo", device="cpu", max_batch_size=1, max_queue=1))
     try:
@@ -142,15 +142,15 @@ def test_a_full_queue_is_refused_at_once(tmp_path):
 
 
 def test_long_prompts_arriving_together_join_in_bounded_prefills(demo_engine, monkeypatch):
-    monkeypatch.setattr(demo_engine.scheduler, "max_prefill_tokens", 256)  # as 8192 does for long histories
+    monkeypatch.setattr(demo_engine, "max_prefill_tokens", 256)  # as 8192 does for long histories
     topics = ["rivers", "mountains", "deserts"]
     prompts = [f"Here are some notes on {t}: " + "and so on, " * 30 + f"Summarize the notes on {t}." for t in topics]
     lengths = [len(demo_engine.render_chat([{"role": "user", "content": p}])) for p in prompts]
     assert max(lengths) * len(prompts) > 256 >= max(lengths)  # they cannot all share one prefill
     solo = [run(generate(demo_engine, p, max_tokens=6))[0].text for p in prompts]
     prefill_sizes = []
-    prefill = demo_engine.scheduler._prefill
-    monkeypatch.setattr(demo_engine.scheduler, "_prefill",
+    prefill = demo_engine._prefill
+    monkeypatch.setattr(demo_engine, "_prefill",
                         lambda joining: (prefill_sizes.append(len(joining)), prefill(joining)))
 
     async def together():

@@ -11,7 +11,7 @@ from pure_model_api.engine import Finished, SamplingParams
 @pytest.fixture(scope="module")
 def engine():
     from pure_model_api.engine.base import EngineOptions
-    from pure_model_api.engine.llamacpp_engine import LlamaCppEngine
+    from pure_model_api.engine.llamacpp import LlamaCppEngine
 
     engine = LlamaCppEngine.load(EngineOptions(model="demo", engine="llama.cpp", max_batch_size=4,
                                                kv_token_budget=1024))
@@ -99,7 +99,7 @@ def test_a_batch_larger_than_llama_cpps_sequences_is_served_not_hung():
     """llama.cpp holds at most 256 sequences: --max-batch-size 300 used to admit a 257th request,
     find no slot, and kill the inference thread, after which every request waited for ever."""
     from pure_model_api.engine.base import EngineOptions
-    from pure_model_api.engine.llamacpp_engine import MAX_SEQUENCES, LlamaCppEngine
+    from pure_model_api.engine.llamacpp.engine import MAX_SEQUENCES, LlamaCppEngine
 
     engine = LlamaCppEngine.load(EngineOptions(model="demo", engine="llama.cpp", max_batch_size=300, max_queue=16,
                                                kv_token_budget=16384))
@@ -118,6 +118,6 @@ def test_a_batch_larger_than_llama_cpps_sequences_is_served_not_hung():
 
         finished = asyncio.run(many())
         assert len(finished) == MAX_SEQUENCES + 20 and all(f.completion_tokens >= 1 for f in finished)
-        assert engine.health() is None and engine.describe()["max_batch_size"] == MAX_SEQUENCES
+        assert engine.health() is None and engine.stats().max_batch_size == MAX_SEQUENCES
     finally:
         engine.close()

@@ -18,7 +18,7 @@ def tokenizer(request):
         yield AutoTokenizer.from_pretrained(demo_model_dir())
         return
     from pure_model_api.engine.base import EngineOptions
-    from pure_model_api.engine.llamacpp_engine import LlamaCppEngine
+    from pure_model_api.engine.llamacpp import LlamaCppEngine
 
     engine = LlamaCppEngine.load(EngineOptions(model="demo", engine="llama.cpp", max_batch_size=1,
                                                kv_token_budget=256))

@@ -33,14 +33,13 @@ def faulty(request, tiny_models, tmp_path_factory):
 def fail_next_step(client) -> None:
     """The engine's next inference step raises, once."""
     engine = client.app.state.service.engine
-    owner, name = (engine.scheduler, "_decode_step") if hasattr(engine, "scheduler") else (engine, "_step")
-    real = getattr(owner, name)
+    real = engine._step
 
     def broken(*args, **kwargs):
-        setattr(owner, name, real)
+        engine._step = real
         raise RuntimeError("injected: the accelerator fell over")
 
-    setattr(owner, name, broken)
+    engine._step = broken
 
 
 def stored_rounds(client, session: str) -> int:
@@ -114,20 +113,19 @@ def test_an_inference_thread_that_dies_fails_every_request_and_health_says_so(en
     with client_on(engine, tiny_models, tmp_path, kv_token_budget=4096) as client:
         wait_healthy(client)
         engine_object = client.app.state.service.engine
-        owner = getattr(engine_object, "scheduler", engine_object)
         answers = []
         running = threading.Thread(target=lambda: answers.append(client.post("/chat", json={
             "message": "Count.", "max_tokens": 900, "ignore_eos": True})), daemon=True)  # within either context
         running.start()
         deadline = time.monotonic() + 60
-        while engine_object.describe()["running_requests"] == 0:
+        while engine_object.stats().running_requests == 0:
             assert time.monotonic() < deadline
             time.sleep(0.01)
 
         def broken(*args, **kwargs):
             raise RuntimeError("injected: the scheduler's bookkeeping broke")
 
-        owner._admit = broken
+        engine_object._admit_waiting = broken
         running.join(60)
         assert answers and answers[0].status_code == 503 and "engine" in answers[0].json()["error"]
         health = client.get("/health")

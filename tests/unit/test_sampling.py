@@ -1,9 +1,9 @@
-import torch
+import numpy as np
 
 from pure_model_api.engine.params import SamplingParams
 from pure_model_api.engine.sampling import apply_penalties, make_generator, sample_row
 
-LOGITS = torch.tensor([1.0, 3.0, 2.5, 0.5, -1.0])
+LOGITS = np.array([1.0, 3.0, 2.5, 0.5, -1.0], dtype=np.float32)
 
 
 def draws(params: SamplingParams, n: int = 200) -> set[int]:
@@ -33,9 +33,9 @@ def test_a_seed_reproduces_the_draws():
 
 
 def test_penalties_push_repeated_tokens_down():
-    prompt = torch.tensor([0], dtype=torch.long)
+    prompt = [0]
     repeated = apply_penalties(LOGITS, SamplingParams(frequency_penalty=1.0), prompt, [1, 1])
-    assert int(torch.argmax(repeated)) == 2  # token 1 lost 2.0: 3.0 -> 1.0
+    assert int(np.argmax(repeated)) == 2  # token 1 lost 2.0: 3.0 -> 1.0
     present = apply_penalties(LOGITS, SamplingParams(presence_penalty=1.0), prompt, [1, 1])
     assert present[1] == 2.0 and present[2] == 2.5
     damped = apply_penalties(LOGITS, SamplingParams(repetition_penalty=2.0), prompt, [1])

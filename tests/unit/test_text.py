@@ -49,7 +49,7 @@ def test_a_reply_that_writes_the_replacement_character_gets_all_of_it(tokenizer,
     """U+FFFD written by the model (not a half character) is text like any other: the reply ends
     with it, and a long run of it is not held back (re-decoded at every token) but streamed."""
     from pure_model_api.engine.params import SamplingParams
-    from pure_model_api.engine.scheduler import Sequence, accept_token
+    from pure_model_api.engine.requests import Sequence, accept_token
 
     events = []
     sequence = Sequence([1, 2, 3], SamplingParams(max_tokens=10_000), events.append, tokenizer)

@@ -1,5 +1,13 @@
-"""The inference engine: loading, the batching scheduler, sampling and the KV cache. No HTTP here."""
+"""The inference engines behind one interface (base.py). No HTTP here.
 
+Shared by every engine: the interface and options (base.py), sampling parameters and events
+(params.py), chat prompts (prompts.py), streamed text (text.py), choosing and loading
+(select.py, loading.py). Shared by the engines that run the model in this process: the request
+lifecycle (inference.py, requests.py) and the sampler (sampling.py). One sub-package per engine:
+llamacpp/, transformers/, vllm/.
+"""
+
+from pure_model_api.engine.base import EngineStats
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
 
-__all__ = ["Finished", "SamplingParams", "TextDelta"]
+__all__ = ["EngineStats", "Finished", "SamplingParams", "TextDelta"]

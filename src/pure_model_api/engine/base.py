@@ -1,40 +1,27 @@
 """The engine interface: what the service needs of an inference engine. No HTTP here.
 
 An engine turns token ids into an async stream of `TextDelta`s ending in one `Finished`. It
-plugs in by subclassing `Engine` in its own module and implementing `load`, `_submit`, `close`
-and `_describe`; prompts (the chat template, the context check) are shared here, so every engine
-sees the same tokens for the same conversation.
+plugs in as a sub-package of its own (llamacpp/, transformers/, vllm/) whose class subclasses
+`Engine` and implements `load`, `_submit`, `close` and `stats`; an engine that runs its model in
+this process subclasses `InProcessEngine` (inference.py), which is the request lifecycle, and
+supplies only its step. Prompts (the chat template), the context check and the bound on requests
+held are shared here, so every engine sees the same tokens and refuses the same requests.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
 from pure_model_api.engine.prompts import ChatRenderer
-from pure_model_api.errors import ContextLengthExceeded, EngineFailed, ShuttingDown
+from pure_model_api.errors import ContextLengthExceeded, EngineFailed, ServerBusy, ShuttingDown
 
 log = logging.getLogger(__name__)
-
-
-def run_inference_thread(loop, fail_all, on_failure, name: str) -> None:
-    """The body of an in-process engine's inference thread: `loop()` until it returns (shutdown),
-    then every request still held fails with ShuttingDown. A fault that escapes the loop (one
-    inside a step fails that step's requests only) stops the thread: `on_failure(reason)` records
-    why, for /health, and every request held fails with EngineFailed, so none waits for ever."""
-    try:
-        loop()
-    except BaseException as error:  # noqa: BLE001 - whatever it was, nothing may wait forever
-        log.exception("the %s inference thread stopped", name)
-        failure = f"{type(error).__name__}: {error}"
-        on_failure(failure)
-        fail_all(EngineFailed(failure))
-        return
-    fail_all(ShuttingDown())
 
 
 @dataclass(frozen=True)
@@ -70,14 +57,40 @@ class GenerationHandle(Protocol):
         """Deltas, then one Finished. Closing the iterator early cancels the generation."""
 
 
+@dataclass(frozen=True)
+class EngineStats:
+    """What /status and /metrics show of the engine; the last three only where an engine has them."""
+
+    engine: str
+    model_name: str
+    device: str
+    dtype: str
+    context_length: int
+    memory_allocated: int
+    kv_cache_bytes: int
+    running_requests: int
+    queued_requests: int
+    max_batch_size: int
+    cached_conversations: int | None = None  # llama.cpp: idle slots holding a conversation's cache
+    prefix_caching: bool | None = None  # vLLM
+    kv_block_size: int | None = None  # vLLM: its prefix cache reuses whole blocks of this many tokens
+
+    def as_dict(self) -> dict:
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+
 class Engine(ABC):
     name: str  # "vllm", "llama.cpp", "transformers"
 
-    def __init__(self, tokenizer, context_length: int):
+    def __init__(self, tokenizer, context_length: int, options: EngineOptions):
         self.tokenizer = tokenizer
         self.context_length = context_length
+        self.options = options
         self.prompts = ChatRenderer(tokenizer)
         self.failure: str | None = None  # set when the engine can serve nothing more; /health reports it
+        self.stopping = False  # set by close()
+        self.in_flight = 0  # submitted and not yet at their last event, wherever they are
+        self._counting = threading.Lock()
 
     @classmethod
     @abstractmethod
@@ -97,8 +110,11 @@ class Engine(ABC):
 
     # ---- generation ----
     def submit(self, prompt_ids: list[int], params: SamplingParams) -> GenerationHandle:
-        """Queue a generation now: a prompt beyond the context or a full queue fails here, before
-        any output."""
+        """Queue a generation now: a stopped engine, a prompt beyond the context or a full queue
+        fails here, before any output. At most max_batch_size + max_queue requests are held,
+        counted from here to their last event (running, waiting, or cancelled and not yet gone)."""
+        if self.stopping:
+            raise ShuttingDown()
         failure = self.health()
         if failure is not None:
             raise EngineFailed(failure)
@@ -107,23 +123,41 @@ class Engine(ABC):
             raise ContextLengthExceeded(
                 f"the prompt has {len(prompt_ids)} tokens and max_tokens is {params.max_tokens}: "
                 f"together {needed}, beyond the model's context of {self.context_length} tokens")
-        return self._submit(prompt_ids, params)
+        with self._counting:
+            if self.in_flight >= self.options.max_batch_size + self.options.max_queue:
+                raise ServerBusy()
+            self.in_flight += 1
+        on_end = self._one_end()
+        try:
+            return self._submit(prompt_ids, params, on_end)
+        except BaseException:
+            on_end()
+            raise
+
+    def _one_end(self) -> Callable[[], None]:
+        """A callback that takes one request off the count, once however often it is called."""
+        ended = []
+
+        def on_end() -> None:
+            with self._counting:
+                if not ended:
+                    ended.append(True)
+                    self.in_flight -= 1
+        return on_end
 
     @abstractmethod
-    def _submit(self, prompt_ids: list[int], params: SamplingParams) -> GenerationHandle: ...
+    def _submit(self, prompt_ids: list[int], params: SamplingParams, on_end: Callable[[], None]) -> GenerationHandle:
+        """Start the generation; call `on_end()` at its last event (or when it is cancelled before
+        it started)."""
 
     @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Set `stopping`, fail what is still held with ShuttingDown, free the model."""
 
     # ---- what operators see ----
     def health(self) -> str | None:
         """None while the engine can serve; else why it cannot (its inference thread stopped)."""
         return self.failure
 
-    def describe(self) -> dict:
-        """model_name, device, dtype, context_length, memory_allocated, kv_cache_bytes,
-        running_requests, queued_requests, max_batch_size, and the engine's name."""
-        return {"engine": self.name, **self._describe()}
-
     @abstractmethod
-    def _describe(self) -> dict: ...
+    def stats(self) -> EngineStats: ...

@@ -9,10 +9,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from pure_model_api.errors import ModelLoadError
+
+if TYPE_CHECKING:  # torch is imported where a model is loaded: serving a GGUF file needs none
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ def find_demo_gguf() -> Path:
 
 
 def resolve_device(requested: str) -> torch.device:
+    import torch
+
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -66,6 +70,8 @@ def resolve_device(requested: str) -> torch.device:
 def resolve_dtype(requested: str, device: torch.device) -> torch.dtype:
     """bf16 on CUDA. fp32 on CPU: bf16 decodes faster alone there, but its kernels make greedy
     replies depend on which other requests share the batch (see README, "Choosing the dtype")."""
+    import torch
+
     if requested == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     dtypes = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
@@ -168,6 +174,7 @@ def check_model_directory(name: str, path: Path) -> None:
 def gguf_as_directory(gguf: Path, cache_dir: Path | None) -> Path:
     """transformers de-quantizes a GGUF file on every load (about 30 s for the demo model);
     do it once and keep the result as an ordinary model directory."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     stat = gguf.stat()

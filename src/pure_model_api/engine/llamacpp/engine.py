@@ -4,7 +4,8 @@ One llama.cpp context holds many sequences in one unified KV cache, as llama.cpp
 does with parallel slots. One inference thread runs the loop: each step makes one batch holding
 the next token of every running sequence plus prompt chunks of new ones, calls `llama_decode`
 once, and samples each sequence's next token with its own parameters (the service's sampler,
-shared with the transformers engine).
+shared with the transformers engine). The request lifecycle around the step (queue, admission,
+cancellation, shutdown) is the in-process engines' own (inference.py).
 
 A slot keeps its sequence's KV cache after the request ends. The next request whose prompt
 starts with a slot's cached tokens (the next turn of the same conversation) takes that slot and
@@ -17,24 +18,21 @@ is simply prefilled again.
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from pure_model_api.engine.base import Engine, EngineOptions, run_inference_thread
-from pure_model_api.engine.gguf_chat import GgufTokenizer
-from pure_model_api.engine.params import SamplingParams
+from pure_model_api.engine.base import EngineOptions, EngineStats
+from pure_model_api.engine.inference import InProcessEngine
+from pure_model_api.engine.llamacpp.gguf_chat import GgufTokenizer
+from pure_model_api.engine.requests import Sequence, accept_token
 from pure_model_api.engine.sampling import choose_next_tokens
-from pure_model_api.engine.scheduler import RequestHandle, Sequence, accept_token, new_request
-from pure_model_api.errors import EngineFailed, GenerationCancelled, ModelLoadError, ServerBusy, ShuttingDown
+from pure_model_api.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +72,7 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-class LlamaCppEngine(Engine):
+class LlamaCppEngine(InProcessEngine):
     name = "llama.cpp"
 
     def __init__(self, path: Path, options: EngineOptions):
@@ -82,7 +80,6 @@ class LlamaCppEngine(Engine):
         from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaModel
 
         self.llama_cpp = llama_cpp
-        self.options = options
         self.path = path
         model_params = LlamaModel.default_params()
         try:
@@ -93,119 +90,64 @@ class LlamaCppEngine(Engine):
         tokenizer = GgufTokenizer(self.model, metadata)
         self.n_ctx = max(options.kv_token_budget, 128)
         self.n_slots = min(MAX_SEQUENCES, max(4 * options.max_batch_size, 16))
-        self.max_running = min(options.max_batch_size, self.n_slots)  # every running request needs a slot
-        if self.max_running < options.max_batch_size:
+        max_running = min(options.max_batch_size, self.n_slots)  # every running request needs a slot
+        if max_running < options.max_batch_size:
             log.warning("llama.cpp runs at most %d sequences at once: --max-batch-size %d is lowered to %d",
-                        MAX_SEQUENCES, options.max_batch_size, self.max_running)
+                        MAX_SEQUENCES, options.max_batch_size, max_running)
         params = LlamaContext.default_params()
         params.n_ctx, params.n_batch, params.n_ubatch = self.n_ctx, BATCH_TOKENS, BATCH_TOKENS
         params.n_seq_max, params.kv_unified = self.n_slots, True
         params.n_threads = params.n_threads_batch = os.cpu_count() or 1
         self.context = LlamaContext(model=self.model, params=params, verbose=False)
         self.batch = LlamaBatch(n_tokens=BATCH_TOKENS, embd=0, n_seq_max=1, verbose=False)
-        super().__init__(tokenizer, min(self.model.n_ctx_train(), self.n_ctx))
+        super().__init__(tokenizer, min(self.model.n_ctx_train(), self.n_ctx), options, max_running)
         self.eos_ids = tokenizer.end_of_turn_ids()
         self.n_vocab = self.model.n_vocab()
         self.kv_bytes_per_token = _kv_bytes_per_token(metadata)
         self.description = self.model.desc()
         self.slots = [Slot(i) for i in range(self.n_slots)]
-        self.waiting: collections.deque[Sequence] = collections.deque()
-        self.wakeup = threading.Condition()
-        self.stopping = False
-        self.thread = threading.Thread(target=self._run, name="llama.cpp", daemon=True)
-        self.thread.start()
+        self._start()
 
     @classmethod
     def load(cls, options: EngineOptions) -> LlamaCppEngine:
         return cls(gguf_path_of(options.model), options)
 
-    # ---- caller side (event loop thread) ----
-    def _submit(self, prompt_ids: list[int], params: SamplingParams) -> RequestHandle:
-        sequence, handle = new_request(prompt_ids, params, self.tokenizer)
-        with self.wakeup:
-            if self.stopping:
-                raise ShuttingDown()
-            if self.failure is not None:
-                raise EngineFailed(self.failure)
-            running = sum(1 for s in self.slots if s.sequence is not None)
-            if running + len(self.waiting) >= self.options.max_batch_size + self.options.max_queue:
-                raise ServerBusy()
-            self.waiting.append(sequence)
-            self.wakeup.notify()
-        return handle
+    def stats(self) -> EngineStats:
+        running, waiting = self.counts()
+        kv_bytes = sum(len(s.tokens) for s in self.slots) * self.kv_bytes_per_token
+        return EngineStats(
+            engine=self.name, model_name=self.options.model, device="cpu", dtype=self.description,
+            context_length=self.context_length, memory_allocated=self.model.size() + kv_bytes,
+            kv_cache_bytes=kv_bytes, running_requests=running, queued_requests=waiting,
+            max_batch_size=self.max_running,
+            cached_conversations=sum(1 for s in self.slots if s.tokens and s.sequence is None))
 
-    def close(self) -> None:
-        with self.wakeup:
-            self.stopping = True
-            self.wakeup.notify()
-        self.thread.join(10)
+    # ---- the step (inference thread) ----
+    def running(self) -> list[Sequence]:
+        return [s.sequence for s in self.slots if s.sequence is not None]
 
-    def _describe(self) -> dict:
-        running = [s for s in self.slots if s.sequence is not None]
-        cached = sum(len(s.tokens) for s in self.slots)
-        kv_bytes = cached * self.kv_bytes_per_token
-        return {
-            "model_name": self.options.model, "device": "cpu", "dtype": self.description,
-            "context_length": self.context_length, "memory_allocated": self.model.size() + kv_bytes,
-            "kv_cache_bytes": kv_bytes, "running_requests": len(running), "queued_requests": len(self.waiting),
-            "max_batch_size": self.max_running, "cached_conversations": sum(
-                1 for s in self.slots if s.tokens and s.sequence is None),
-        }
-
-    # ---- inference thread ----
-    def _run(self) -> None:
-        run_inference_thread(self._loop, self._fail_pending, self._failed, "llama.cpp")
-
-    def _failed(self, failure: str) -> None:
-        with self.wakeup:
-            self.failure = failure
-
-    def _loop(self) -> None:
-        while True:
-            with self.wakeup:
-                while not self.stopping and not self.waiting and not self._running():
-                    self.wakeup.wait()
-                if self.stopping:
-                    return
-                self._admit()
-            try:
-                self._drop_cancelled()
-                if self._running():
-                    self._step()
-            except Exception as error:  # noqa: BLE001 - a fault fails the requests, not the thread
-                log.exception("llama.cpp step failed")
-                for slot in self._running():
-                    slot.sequence.emit(error)
-                    self._release(slot, keep_cache=False)
-
-    def _fail_pending(self, error: Exception) -> None:
-        with self.wakeup:
-            pending = list(self.waiting) + [s.sequence for s in self._running()]
-            self.waiting.clear()
-        for sequence in pending:
-            sequence.emit(error)
-
-    def _running(self) -> list[Slot]:
+    def _running_slots(self) -> list[Slot]:
         return [s for s in self.slots if s.sequence is not None]
 
-    def _admit(self) -> None:
-        """Give waiting requests a slot while the batch and the KV budget allow."""
-        running = self._running()
-        reserved = sum(s.sequence.reserved_tokens for s in running)
-        while self.waiting and len(running) < self.max_running:
-            candidate = self.waiting[0]
-            if candidate.cancelled:
-                self.waiting.popleft().emit(GenerationCancelled())
-                continue
-            if running and reserved + candidate.reserved_tokens > self.n_ctx:
-                break
-            slot = self._slot_for(candidate.prompt_ids)
-            sequence = self.waiting.popleft()  # only once it has a slot: a fault leaves it waiting, and failed
-            slot.sequence, slot.next_token = sequence, None
-            slot.pending = sequence.prompt_ids[len(slot.tokens):]
-            sequence.cached_tokens = len(slot.tokens)
-            running.append(slot)
-            reserved += sequence.reserved_tokens
+    def _admit(self, candidate: Sequence) -> bool:
+        """A slot for `candidate`, while the running requests' prompts and replies fit the KV cache."""
+        running = self.running()
+        if running and sum(s.reserved_tokens for s in running) + candidate.reserved_tokens > self.n_ctx:
+            return False
+        slot = self._slot_for(candidate.prompt_ids)
+        slot.sequence, slot.next_token = candidate, None
+        slot.pending = candidate.prompt_ids[len(slot.tokens):]
+        candidate.cached_tokens = len(slot.tokens)
+        return True
+
+    def _remove(self, sequences: list[Sequence]) -> None:
+        for slot in self._running_slots():
+            if slot.sequence in sequences:
+                self._release(slot)
+
+    def _reset(self) -> None:
+        for slot in self._running_slots():
+            self._release(slot, keep_cache=False)  # a failed decode may have left part of a batch in the cache
 
     def _slot_for(self, prompt: list[int]) -> Slot:
         """A slot for `prompt`, holding as much of it as any cache has, and never more than matches
@@ -240,12 +182,6 @@ class LlamaCppEngine(Engine):
         if not keep_cache:
             self._truncate(slot, 0)
 
-    def _drop_cancelled(self) -> None:
-        for slot in self._running():
-            if slot.sequence.cancelled:
-                slot.sequence.emit(GenerationCancelled())
-                self._release(slot)
-
     def _make_room(self, needed: int) -> None:
         """Empty idle slots, least recently used first, until `needed` more tokens fit."""
         held = sum(len(s.tokens) for s in self.slots)
@@ -257,10 +193,10 @@ class LlamaCppEngine(Engine):
 
     def _step(self) -> None:
         """One llama_decode: every decoding sequence's next token, then prompt chunks."""
-        decoding = [s for s in self._running() if s.next_token is not None]
+        decoding = [s for s in self._running_slots() if s.next_token is not None]
         feeds = [(slot, [slot.next_token], True) for slot in decoding]
         budget = BATCH_TOKENS - len(feeds)
-        for slot in self._running():
+        for slot in self._running_slots():
             if slot.next_token is None and slot.pending and budget > 0:
                 chunk = slot.pending[:budget]
                 feeds.append((slot, chunk, len(chunk) == len(slot.pending)))
@@ -276,7 +212,7 @@ class LlamaCppEngine(Engine):
         if not rows:
             return
         sequences = [slot.sequence for slot, _ in rows]
-        logits = torch.from_numpy(np.stack([row for _, row in rows]))
+        logits = np.stack([row for _, row in rows])
         for (slot, _), token in zip(rows, choose_next_tokens(logits, sequences)):
             if accept_token(slot.sequence, token, self.eos_ids, self.context_length):
                 slot.next_token = token

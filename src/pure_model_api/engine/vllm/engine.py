@@ -20,10 +20,10 @@ import time
 import uuid
 from pathlib import Path
 
-from pure_model_api.engine.base import Engine, EngineOptions
+from pure_model_api.engine.base import Engine, EngineOptions, EngineStats
 from pure_model_api.engine.lifeline import mark_children
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
-from pure_model_api.errors import ModelLoadError, ServerBusy, ShuttingDown
+from pure_model_api.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,11 @@ def supports_device(device: str) -> bool:
 class VllmHandle:
     """One generation on vLLM. Closing `events()` early closes vLLM's stream, which aborts it."""
 
-    def __init__(self, engine: VllmEngine, prompt_ids: list[int], params: SamplingParams):
+    def __init__(self, engine: VllmEngine, prompt_ids: list[int], params: SamplingParams, on_end):
         self.engine = engine
         self.prompt_ids = prompt_ids
         self.params = params
+        self.on_end = on_end  # takes it off the engine's count (once)
         self.request_id = uuid.uuid4().hex
         self.cancelled = False
         self.started = False
@@ -69,7 +70,7 @@ class VllmHandle:
         """Stop the generation; one never started leaves the engine's count at once."""
         self.cancelled = True
         if not self.started:
-            self.engine.active.discard(self.request_id)
+            self.on_end()
 
     async def events(self):
         from vllm.inputs import TokensPrompt
@@ -106,20 +107,17 @@ class VllmHandle:
                             cached_tokens=output.num_cached_tokens or 0)
                         return
         finally:
-            self.engine.active.discard(self.request_id)
+            self.on_end()
 
 
 class VllmEngine(Engine):
     name = "vllm"
 
     def __init__(self, llm, tokenizer, options: EngineOptions, model_dir: Path, eos_ids: set[int]):
-        super().__init__(tokenizer, llm.model_config.max_model_len)
+        super().__init__(tokenizer, llm.model_config.max_model_len, options)
         self.llm = llm
-        self.options = options
         self.model_dir = model_dir
         self.eos_ids = sorted(eos_ids)
-        self.active: set[str] = set()  # request ids submitted and not yet finished
-        self.closed = False
         self.device = llm.vllm_config.device_config.device_type
         self.cache_config = llm.vllm_config.cache_config
         self.dtype = str(llm.model_config.dtype).removeprefix("torch.")
@@ -153,14 +151,8 @@ class VllmEngine(Engine):
             stop_token_ids=[] if params.ignore_eos else self.eos_ids,
             output_kind=RequestOutputKind.DELTA, skip_special_tokens=True)
 
-    def _submit(self, prompt_ids: list[int], params: SamplingParams) -> VllmHandle:
-        if self.closed:
-            raise ShuttingDown()
-        if len(self.active) >= self.options.max_batch_size + self.options.max_queue:
-            raise ServerBusy()
-        handle = VllmHandle(self, prompt_ids, params)
-        self.active.add(handle.request_id)
-        return handle
+    def _submit(self, prompt_ids: list[int], params: SamplingParams, on_end) -> VllmHandle:
+        return VllmHandle(self, prompt_ids, params, on_end)
 
     def health(self) -> str | None:
         if self.failure is None and self.llm is not None and self.llm.errored:
@@ -168,29 +160,23 @@ class VllmEngine(Engine):
         return self.failure
 
     def close(self) -> None:
-        self.closed = True
+        self.stopping = True
         self.llm.shutdown()
         # AsyncLLM.__del__ shuts down again; at interpreter exit its module globals are gone and it
         # prints a traceback. Let it run now, while they are still there.
         self.llm = None
 
-    def _describe(self) -> dict:
-        running = min(len(self.active), self.options.max_batch_size)
+    def stats(self) -> EngineStats:
+        held = self.in_flight
+        running = min(held, self.options.max_batch_size)
         cache = self.cache_config
         kv_bytes = cache.kv_cache_memory_bytes or 0
-        return {
-            "model_name": self.options.model,
-            "device": self.device,
-            "dtype": self.dtype,
-            "context_length": self.context_length,
-            "memory_allocated": self.weight_bytes + kv_bytes,
-            "kv_cache_bytes": kv_bytes,
-            "running_requests": running,
-            "queued_requests": len(self.active) - running,
-            "max_batch_size": self.options.max_batch_size,
-            "prefix_caching": bool(cache.enable_prefix_caching),
-            "kv_block_size": cache.block_size,  # the prefix cache reuses whole blocks of this many tokens
-        }
+        return EngineStats(
+            engine=self.name, model_name=self.options.model, device=self.device, dtype=self.dtype,
+            context_length=self.context_length, memory_allocated=self.weight_bytes + kv_bytes,
+            kv_cache_bytes=kv_bytes, running_requests=running, queued_requests=held - running,
+            max_batch_size=self.options.max_batch_size, prefix_caching=bool(cache.enable_prefix_caching),
+            kv_block_size=cache.block_size)
 
 
 def _start_async_llm(source: str, options: EngineOptions):
