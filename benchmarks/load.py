@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import httpx
 from common import PROMPTS, percentile
 
+from pure_model_api.client.sse import EventParser
+
 
 @dataclass
 class LoadResult:
@@ -38,15 +40,13 @@ class LoadResult:
 
 async def stream_chat(client: httpx.AsyncClient, body: dict) -> tuple[float | None, int, str]:
     """One streamed /chat request: (time of the first delta, completion tokens, reply)."""
-    first, tokens, parts, event = None, 0, [], None
+    first, tokens, parts, parser = None, 0, [], EventParser()
     async with client.stream("POST", "/chat", json={**body, "stream": True}) as response:
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code}")
         async for line in response.aiter_lines():
-            if line.startswith("event:"):
-                event = line.split(":", 1)[1].strip()
-            elif line.startswith("data:"):
-                data = json.loads(line[5:])
+            if (parsed := parser.feed(line)) is not None:
+                event, data = parsed
                 if event == "delta":
                     first = first or time.perf_counter()
                     parts.append(data["delta"])

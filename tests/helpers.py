@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -158,14 +157,7 @@ def alive(pids: set[int]) -> set[int]:
 
 
 def sse_events(lines) -> list[tuple[str, dict | str]]:
-    """(event name, decoded data) for each server-sent event."""
-    events, name = [], "message"
-    for line in lines:
-        if line.startswith("event:"):
-            name = line.split(":", 1)[1].strip()
-        elif line.startswith("data:"):
-            raw = line.split(":", 1)[1].strip()
-            events.append((name, raw if raw == "[DONE]" else json.loads(raw)))
-            name = "message"
-    return events
+    """(event name, decoded data) for each server-sent event, read by the client's own parser."""
+    from pure_model_api.client.sse import sse_events as parse
 
+    return list(parse(lines))

@@ -13,6 +13,8 @@ import sys
 
 import httpx
 
+from pure_model_api.client.sse import sse_events
+
 HELP = "Type a message and press Enter. Commands: reset, status, quit."
 
 
@@ -67,7 +69,7 @@ class ChatClient:
                 response.read()
                 self._check(response)
             self.out.write("Assistant: ")
-            for event, data in _sse_events(response.iter_lines()):
+            for event, data in sse_events(response.iter_lines()):
                 if event == "delta":
                     self.out.write(data["delta"])
                     self.out.flush()
@@ -90,16 +92,6 @@ class ChatClient:
 
 class ServerError(Exception):
     pass
-
-
-def _sse_events(lines):
-    event = "message"
-    for line in lines:
-        if line.startswith("event:"):
-            event = line.split(":", 1)[1].strip()
-        elif line.startswith("data:"):
-            yield event, json.loads(line.split(":", 1)[1])
-            event = "message"
 
 
 def main(argv: list[str] | None = None) -> int:
