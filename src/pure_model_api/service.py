@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pure_model_api.conversations import ConversationStore, Message, fit_to_context, group_rounds, messages_of
 from pure_model_api.conversations.history import fit_step
@@ -20,18 +22,19 @@ from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
 from pure_model_api.errors import BadRequest, ContextLengthExceeded, ModelLoading, NotFound, ServerBusy
 
 
-@dataclass(frozen=True)
-class ChatResult:
-    message: str
-    response: str
-    session_id: str
-    finish: Finished
+class ResponseDraft(Protocol):
+    """A Responses API answer still to be made (protocol/responses.py builds it)."""
+
+    output_id: str
+
+    def finished(self, finished: Finished, dropped_rounds: int) -> dict: ...
 
 
 @dataclass
 class Turn:
-    """One generation on stored state: the history is conversation `conversation_id` or the
-    chain of responses ending at `previous_response_id` (or nothing); `inputs` are the new items."""
+    """One generation, on every surface: the history is conversation `conversation_id` or the
+    chain of responses ending at `previous_response_id` (or nothing: /v1's stateless calls);
+    `inputs` are the new items."""
 
     owner: str
     inputs: list[Message]
@@ -41,8 +44,9 @@ class Turn:
     system: str | None = None
     create: bool = True  # a turn on a conversation that does not exist starts it (/chat), else a 404
     truncate: bool = True  # drop the oldest rounds to fit the context, else a 400
-    output_id: str = ""
-    build_response: Callable[[Finished, int], dict] | None = None  # (finished, rounds dropped) -> response body
+    raw_prompt: str | None = None  # /v1/completions: this text is the whole prompt (no template, no history)
+    fill_context: bool = False  # max_tokens is what room the context leaves (OpenAI's default on /v1)
+    response: ResponseDraft | None = None  # the Responses API's answer, made when the turn ends
     store_response: bool = False  # keep the response body (and its items) for later retrieval
 
 
@@ -57,7 +61,7 @@ class TurnResult:
 
 async def last_of(stream: AsyncIterator, kind: type):
     """Run `stream` to its end (closing it however that comes) and return its item of type `kind`:
-    the Finished of a generation, the TurnResult of a turn, the ChatResult of a chat."""
+    the Finished of a generation, the TurnResult of a turn."""
     found = None
     async with contextlib.aclosing(stream) as items:
         async for item in items:
@@ -84,7 +88,7 @@ class ConversationLocks:
         self.waiting = 0  # callers waiting for a conversation someone else holds
 
     @contextlib.asynccontextmanager
-    async def hold(self, key: tuple[str, str]):
+    async def take(self, key: tuple[str, str]):
         entry = self._locks.get(key)
         busy = entry is not None and entry[0].locked()
         if busy and self.max_waiting is not None and self.waiting >= self.max_waiting:
@@ -116,10 +120,10 @@ class ChatService:
         self.started_at = time.time()
 
     @contextlib.asynccontextmanager
-    async def hold(self, owner: str, cid: str):
+    async def conversation_lock(self, owner: str, cid: str):
         """A conversation for one turn or edit: in this process (FIFO, bounded by --max-queue),
         then against other replicas that share the database (the store's lock)."""
-        async with self.locks.hold((owner, cid)), self.store.hold(owner, cid):
+        async with self.locks.take((owner, cid)), self.store.replica_lock(owner, cid):
             yield
 
     def require_engine(self):
@@ -128,20 +132,9 @@ class ChatService:
         return self.engine
 
     # ---- the documented /chat conversation ----
-    async def chat(self, owner: str, session_id: str, message: str, params: SamplingParams) -> ChatResult:
-        return await last_of(self.chat_stream(owner, session_id, message, params), ChatResult)
-
-    async def chat_stream(self, owner: str, session_id: str, message: str,
-                          params: SamplingParams) -> AsyncIterator[TextDelta | ChatResult]:
-        """Text deltas, then the ChatResult."""
-        turn = Turn(owner, [Message("user", message)], params, conversation_id=session_id, system=self.system_prompt)
-        async with contextlib.aclosing(self.turn_stream(turn)) as events:
-            async for event in events:
-                if isinstance(event, TurnResult):
-                    yield ChatResult(message=message, response=event.finish.text, session_id=session_id,
-                                     finish=event.finish)
-                else:
-                    yield event
+    def chat_turn(self, owner: str, session_id: str, message: str, params: SamplingParams) -> Turn:
+        """A /chat round: the message on the session's conversation (started by its first round)."""
+        return Turn(owner, [Message("user", message)], params, conversation_id=session_id, system=self.system_prompt)
 
     # ---- any turn on stored state (/chat, the Responses API) ----
     async def turn_stream(self, turn: Turn) -> AsyncIterator[TextDelta | TurnResult]:
@@ -150,20 +143,20 @@ class ChatService:
         cid = turn.conversation_id
         # Only a conversation is shared state: a turn without one (stateless, or continuing a
         # response, which adds a new response and changes no other) takes no lock.
-        async with self.hold(turn.owner, cid) if cid is not None else contextlib.nullcontext():
+        async with self.conversation_lock(turn.owner, cid) if cid is not None else contextlib.nullcontext():
             if cid is not None and not turn.create:  # checked under the lock that a DELETE takes too
                 await self.conversation(turn.owner, cid, param="conversation")
             history = await asyncio.to_thread(self._history, turn)
-            prompt_ids, dropped = await asyncio.to_thread(self.fit_prompt, engine, group_rounds(history), turn)
+            prompt_ids, dropped, params = await asyncio.to_thread(self.fit_prompt, engine, group_rounds(history), turn)
             finished = None
-            async with contextlib.aclosing(self.stream(self.submit(prompt_ids, turn.params))) as events:
+            async with contextlib.aclosing(self.stream(engine.submit(prompt_ids, params))) as events:
                 async for event in events:
                     if isinstance(event, Finished):
                         finished = event
                     else:
                         yield event
-            output = Message("assistant", finished.text, id=turn.output_id)
-            response = turn.build_response(finished, dropped) if turn.build_response else None
+            output = Message("assistant", finished.text, id=turn.response.output_id if turn.response else "")
+            response = turn.response.finished(finished, dropped) if turn.response else None
             stored = []
             kept = response if turn.store_response else None
             if turn.conversation_id is not None or kept is not None:
@@ -178,10 +171,21 @@ class ChatService:
             return self.store.chain(turn.owner, turn.previous_response_id)
         return []
 
-    def fit_prompt(self, engine, rounds: list, turn: Turn) -> tuple[list[int], int]:
-        """The prompt, and how many of the oldest rounds it leaves out to fit the context beside
-        max_tokens. History starts at a step of `fit_step` rounds, so the prompt's beginning stays
-        put between turns; without `truncate`, history that does not fit is a 400."""
+    def fit_prompt(self, engine, rounds: list, turn: Turn) -> tuple[list[int], int, SamplingParams]:
+        """The prompt, how many of the oldest rounds it leaves out to fit the context beside
+        max_tokens, and the sampling parameters (max_tokens filled in where the context decides)."""
+        if turn.raw_prompt is not None:
+            prompt_ids, dropped = engine.encode(turn.raw_prompt), 0
+        else:
+            prompt_ids, dropped = self._fit_rounds(engine, rounds, turn)
+        params = turn.params
+        if turn.fill_context:
+            params = dataclasses.replace(params, max_tokens=max(engine.context_length - len(prompt_ids), 1))
+        return prompt_ids, dropped, params
+
+    def _fit_rounds(self, engine, rounds: list, turn: Turn) -> tuple[list[int], int]:
+        """History starts at a step of `fit_step` rounds, so the prompt's beginning stays put
+        between turns; without `truncate`, history that does not fit is a 400."""
         limit, max_tokens = engine.context_length, turn.params.max_tokens
         if max_tokens >= limit:
             raise BadRequest(f"max_tokens is {max_tokens}, beyond the model's context of {limit} tokens",
@@ -203,12 +207,6 @@ class ChatService:
                 f"{len(length) + max_tokens}, beyond the model's context of {limit} tokens")
         return prompts[len(kept)], len(rounds) - len(kept)
 
-    # ---- shared by every surface ----
-    def submit(self, prompt_ids: list[int], params: SamplingParams):
-        """Queue a generation now (so a full queue or an oversized prompt fails here, before any
-        output); read it with `stream`."""
-        return self.require_engine().submit(prompt_ids, params)
-
     async def stream(self, handle) -> AsyncIterator[TextDelta | Finished]:
         async with contextlib.aclosing(handle.events()) as events:
             async for event in events:
@@ -217,27 +215,21 @@ class ChatService:
                     self.observer.generation_finished(event)
                 yield event
 
-    def render_messages(self, messages: list[dict]) -> list[int]:
-        return self.require_engine().render_chat(messages)
-
-    def encode(self, text: str) -> list[int]:
-        return self.require_engine().encode(text)
-
     # ---- edits of stored conversations: each under the conversation's lock, checked there ----
     async def delete_conversation(self, owner: str, cid: str, param: str = "conversation_id") -> None:
-        async with self.hold(owner, cid):
+        async with self.conversation_lock(owner, cid):
             if not await asyncio.to_thread(self.store.delete_conversation, owner, cid):
                 raise NotFound(f"conversation '{cid}' not found", param=param)
 
     async def add_items(self, owner: str, cid: str, items: list[Message]) -> list[Message]:
-        async with self.hold(owner, cid):
+        async with self.conversation_lock(owner, cid):
             try:
                 return await asyncio.to_thread(self.store.add_items, owner, cid, items)
             except NotFound as error:
                 raise NotFound(error.message, param="conversation_id") from error
 
     async def delete_item(self, owner: str, cid: str, item_id: str) -> bool:
-        async with self.hold(owner, cid):
+        async with self.conversation_lock(owner, cid):
             await self.conversation(owner, cid)
             return await asyncio.to_thread(self.store.delete_item, owner, cid, item_id)
 
@@ -298,7 +290,7 @@ class ChatService:
         return await asyncio.to_thread(self.store.count_conversations, owner)
 
     async def reset(self, owner: str, session_id: str) -> int:
-        async with self.hold(owner, session_id):
+        async with self.conversation_lock(owner, session_id):
             return await asyncio.to_thread(self.store.reset, owner, session_id)
 
     async def conversation_length(self, owner: str, session_id: str) -> int:

@@ -45,14 +45,15 @@ def test_the_conversation_lock_is_shared_by_replicas_in_arrival_order(postgres):
 
     async def turn(store, name, delay, hold_for):
         await asyncio.sleep(delay)
-        async with store.hold("", "shared"):
+        async with store.replica_lock("", "shared"):
             order.append(f"{name} in")
             await asyncio.sleep(hold_for)
             order.append(f"{name} out")
 
     async def scenario():
         await asyncio.gather(turn(first, "a", 0, 0.5), turn(third, "c", 0.3, 0), turn(second, "b", 0.1, 0))
-        async with second.hold("", "another"), third.hold("", "other"):  # other conversations never wait
+        # other conversations never wait
+        async with second.replica_lock("", "another"), third.replica_lock("", "other"):
             pass
 
     asyncio.run(scenario())
@@ -66,7 +67,7 @@ def test_a_caller_that_leaves_while_waiting_gives_the_lock_back(postgres):
     holder, waiter = open_store(url), open_store(url)
 
     async def scenario():
-        async with holder.hold("", "c"):
+        async with holder.replica_lock("", "c"):
             waiting = asyncio.create_task(_enter(waiter))
             await asyncio.sleep(0.3)
             waiting.cancel()
@@ -81,7 +82,7 @@ def test_a_caller_that_leaves_while_waiting_gives_the_lock_back(postgres):
 
 
 async def _enter(store):
-    async with store.hold("", "c"):
+    async with store.replica_lock("", "c"):
         pass
 
 
@@ -134,7 +135,7 @@ def test_a_caller_cancelled_while_waiting_for_a_connection_returns_it(postgres):
         release = asyncio.Event()
 
         async def hold_until_released(cid):
-            async with store.hold("", cid):
+            async with store.replica_lock("", cid):
                 await release.wait()
 
         holders = [asyncio.create_task(hold_until_released(c)) for c in ("a", "b")]
@@ -184,5 +185,5 @@ def test_turns_waiting_for_busy_conversations_do_not_starve_the_others(postgres)
 
 
 async def _enter_named(store, cid):
-    async with store.hold("", cid):
+    async with store.replica_lock("", cid):
         pass

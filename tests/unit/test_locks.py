@@ -13,7 +13,7 @@ def test_callers_waiting_on_a_busy_conversation_count_against_the_queue_bound():
         release = asyncio.Event()
 
         async def turn(name):
-            async with locks.hold(("", "busy")):
+            async with locks.take(("", "busy")):
                 order.append(name)
                 await release.wait()
 
@@ -22,13 +22,13 @@ def test_callers_waiting_on_a_busy_conversation_count_against_the_queue_bound():
         second = asyncio.create_task(turn("second"))  # waits: the one place in the queue
         await asyncio.sleep(0)
         with pytest.raises(ServerBusy):
-            async with locks.hold(("", "busy")):
+            async with locks.take(("", "busy")):
                 pass
-        async with locks.hold(("", "other")):  # other conversations never wait on this one
+        async with locks.take(("", "other")):  # other conversations never wait on this one
             order.append("other")
         release.set()
         await asyncio.gather(first, second)
-        async with locks.hold(("", "busy")):  # all free again, nothing left counted
+        async with locks.take(("", "busy")):  # all free again, nothing left counted
             order.append("third")
         return order, locks.waiting, locks._locks
 
@@ -42,14 +42,14 @@ def test_a_caller_cancelled_while_waiting_leaves_the_count():
         release = asyncio.Event()
 
         async def holder():
-            async with locks.hold(("", "c")):
+            async with locks.take(("", "c")):
                 await release.wait()
 
         held = asyncio.create_task(holder())
         await asyncio.sleep(0)
 
         async def waiter():
-            async with locks.hold(("", "c")):
+            async with locks.take(("", "c")):
                 pass
 
         waiting = asyncio.create_task(waiter())

@@ -3,7 +3,7 @@ postgresql://user@host/dbname). psycopg 3 with a connection pool.
 
 - The schema is created and migrated at start by numbered migrations, under an advisory lock, so
   replicas that start at once apply each migration once.
-- `hold` takes a per-conversation advisory lock (pg_advisory_lock) for a whole turn: two turns of
+- `replica_lock` takes a per-conversation advisory lock (pg_advisory_lock) for a whole turn: two turns of
   one conversation sent to two replicas run one after the other, in the order they asked for the
   lock (PostgreSQL queues lock waiters first come, first served). A replica that dies releases
   its locks with its connections.
@@ -111,7 +111,7 @@ class PostgresStore(ConversationStore):
                 connection.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
 
     @contextlib.asynccontextmanager
-    async def hold(self, owner: str, cid: str):
+    async def replica_lock(self, owner: str, cid: str):
         """The conversation's advisory lock for one turn, on a pooled connection of its own. A
         database that is down, or that dropped the connection, is a 503, never a 500.
 

@@ -53,7 +53,7 @@ class ConversationStore:
         """A `run` function; with `write`, inside one transaction that commits on leaving."""
         raise NotImplementedError
 
-    def hold(self, owner: str, cid: str) -> contextlib.AbstractAsyncContextManager:
+    def replica_lock(self, owner: str, cid: str) -> contextlib.AbstractAsyncContextManager:
         """Hold the conversation against other replicas, for a whole turn. One process needs
         nothing more than the service's own lock: the default holds nothing."""
         return contextlib.nullcontext()

@@ -7,10 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pure_model_api.conversations import new_id  # noqa: F401 - the surface's ids, `chatcmpl-...`
-from pure_model_api.engine.params import SamplingParams
+from pure_model_api.conversations import Message, new_id  # noqa: F401 - new_id: the surface's ids, `chatcmpl-...`
+from pure_model_api.engine.params import Finished, SamplingParams
 from pure_model_api.errors import BadRequest
 from pure_model_api.protocol.limits import MAX_MESSAGES, Metadata, Seed, Stop
+from pure_model_api.protocol.reply import Reply
 
 # Fields the service accepts but that cannot change the answer here.
 HARMLESS_EXTRA_FIELDS = {"metadata", "store", "service_tier", "parallel_tool_calls"}
@@ -36,12 +37,10 @@ class ChatMessage(BaseModel):
             raise ValueError(f"a {self.role} message needs content")
         return self
 
-    def as_template_message(self) -> dict:
+    @property
+    def text(self) -> str:
         content = self.content or ""
-        if isinstance(content, list):
-            content = "".join(part.text for part in content)
-        role = "system" if self.role == "developer" else self.role
-        return {"role": role, "content": content}
+        return content if isinstance(content, str) else "".join(part.text for part in content)
 
 
 class StreamOptions(BaseModel):
@@ -115,8 +114,8 @@ class ChatCompletionRequest(_GenerationRequest):
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
-    def template_messages(self) -> list[dict]:
-        return [m.as_template_message() for m in self.messages]
+    def input_messages(self) -> list[Message]:
+        return [Message(m.role, m.text) for m in self.messages]
 
 
 class CompletionRequest(_GenerationRequest):
@@ -142,90 +141,150 @@ class CompletionRequest(_GenerationRequest):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
-def usage(finished) -> dict:
-    return {"prompt_tokens": finished.prompt_tokens, "completion_tokens": finished.completion_tokens,
-            "total_tokens": finished.prompt_tokens + finished.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": finished.cached_tokens}}
-
-
-def envelope(kind: str, request_id: str, model: str, choices: list, **extra) -> dict:
-    return {"id": request_id, "object": kind, "created": int(time.time()), "model": model,
-            "choices": choices, "system_fingerprint": None, **extra}
-
-
-def model_card(name: str, created: int) -> dict:
-    return {"id": name, "object": "model", "created": created, "owned_by": "pure-model-api"}
-
-
-# ---- documented shapes of the answers (the OpenAPI document; tests hold the service to them) ----
-class ErrorDetail(BaseModel):
+# ---- the replies: each shape is one model, built from it here and described by the OpenAPI document ----
+class ErrorDetail(Reply):
     message: str
     type: str
     param: str | None
     code: str | None
 
 
-class OpenAIError(BaseModel):
+class OpenAIError(Reply):
     error: ErrorDetail
 
 
-class PromptTokensDetails(BaseModel):
+class PromptTokensDetails(Reply):
     cached_tokens: int
 
 
-class UsageObject(BaseModel):
+class UsageObject(Reply):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails
 
+    @classmethod
+    def of(cls, finished: Finished) -> UsageObject:
+        return cls(prompt_tokens=finished.prompt_tokens, completion_tokens=finished.completion_tokens,
+                   total_tokens=finished.prompt_tokens + finished.completion_tokens,
+                   prompt_tokens_details=PromptTokensDetails(cached_tokens=finished.cached_tokens))
 
-class AssistantMessage(BaseModel):
-    role: Literal["assistant"]
+
+class AssistantMessage(Reply):
+    role: Literal["assistant"] = "assistant"
     content: str
 
 
-class _Choice(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    index: int
-    finish_reason: str
-
-
-class ChatChoice(_Choice):
+class ChatChoice(Reply):
+    index: int = 0
     message: AssistantMessage
+    finish_reason: str
+    logprobs: None = None
 
 
-class CompletionChoice(_Choice):
+class CompletionChoice(Reply):
+    index: int = 0
     text: str
+    finish_reason: str
+    logprobs: None = None
 
 
-class _Envelope(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
+class _Envelope(Reply):
     id: str
-    created: int
+    created: int = Field(default_factory=lambda: int(time.time()))
     model: str
-    usage: UsageObject
+    system_fingerprint: None = None
 
 
 class ChatCompletion(_Envelope):
-    object: Literal["chat.completion"]
+    object: Literal["chat.completion"] = "chat.completion"
     choices: list[ChatChoice]
+    usage: UsageObject
 
 
 class Completion(_Envelope):
-    object: Literal["text_completion"]
+    object: Literal["text_completion"] = "text_completion"
     choices: list[CompletionChoice]
+    usage: UsageObject
 
 
-class ModelCard(BaseModel):
+def completion_reply(chat: bool, request_id: str, model: str, finished: Finished) -> dict:
+    """The whole answer of /v1/chat/completions (`chat`) or /v1/completions."""
+    usage = UsageObject.of(finished)
+    if chat:
+        choice = ChatChoice(message=AssistantMessage(content=finished.text), finish_reason=finished.finish_reason)
+        return ChatCompletion(id=request_id, model=model, choices=[choice], usage=usage).model_dump()
+    choice = CompletionChoice(text=finished.text, finish_reason=finished.finish_reason)
+    return Completion(id=request_id, model=model, choices=[choice], usage=usage).model_dump()
+
+
+class ChunkDelta(Reply):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(Reply):
+    index: int = 0
+    delta: ChunkDelta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class CompletionChunkChoice(Reply):
+    index: int = 0
+    text: str = ""
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(_Envelope):
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    choices: list[ChatChunkChoice]
+    usage: UsageObject | None = None
+
+
+class CompletionChunk(_Envelope):
+    object: Literal["text_completion"] = "text_completion"
+    choices: list[CompletionChunkChoice]
+    usage: UsageObject | None = None
+
+
+class Chunks:
+    """The streamed answer's chunks, one request's: the same id and `created` in each. A delta
+    names only what it carries (`role` in the first, `content` after); `usage` is in every
+    chunk only when the client asked for it (null, then the totals in a last chunk of its own)."""
+
+    def __init__(self, chat: bool, request_id: str, model: str, include_usage: bool):
+        self.chat, self.include_usage = chat, include_usage
+        self.envelope = {"id": request_id, "model": model, "created": int(time.time())}
+
+    def _dump(self, chunk: _Envelope) -> dict:
+        body = chunk.model_dump(exclude=None if self.include_usage else {"usage"})
+        for choice in body["choices"]:
+            if "delta" in choice:
+                choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
+        return body
+
+    def text(self, text: str | None = None, *, finish_reason: str | None = None, first: bool = False) -> dict:
+        if self.chat:
+            delta = ChunkDelta(role="assistant", content="") if first else ChunkDelta(content=text)
+            return self._dump(ChatCompletionChunk(**self.envelope, choices=[
+                ChatChunkChoice(delta=delta, finish_reason=finish_reason)]))
+        return self._dump(CompletionChunk(**self.envelope, choices=[
+            CompletionChunkChoice(text=text or "", finish_reason=finish_reason)]))
+
+    def usage(self, finished: Finished) -> dict:
+        kind = ChatCompletionChunk if self.chat else CompletionChunk
+        return self._dump(kind(**self.envelope, choices=[], usage=UsageObject.of(finished)))
+
+
+class ModelCard(Reply):
     id: str
-    object: Literal["model"]
+    object: Literal["model"] = "model"
     created: int
-    owned_by: str
+    owned_by: str = "pure-model-api"
 
 
-class ModelList(BaseModel):
-    object: Literal["list"]
+class ModelList(Reply):
+    object: Literal["list"] = "list"
     data: list[ModelCard]

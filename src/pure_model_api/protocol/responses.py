@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pure_model_api.conversations import Message
+from pure_model_api.conversations import Message, new_id
 from pure_model_api.engine.params import Finished, SamplingParams
 from pure_model_api.errors import BadRequest
 from pure_model_api.protocol.limits import MAX_MESSAGES, Metadata, RequiredMetadata
+from pure_model_api.protocol.reply import Reply
 
 # Accepted, and cannot change the answer here.
 HARMLESS_FIELDS = {"service_tier", "parallel_tool_calls", "prompt_cache_key", "safety_identifier", "stream_options",
@@ -120,108 +122,158 @@ class ItemsCreate(BaseModel):
     items: list[InputMessage] = Field(min_length=1, max_length=20)
 
 
-# ---- objects ----
-def item_object(message: Message, status: str = "completed") -> dict:
-    if message.role == "assistant":
-        content = [{"type": "output_text", "text": message.text, "annotations": []}] if message.text or \
-            status == "completed" else []
-    else:
-        content = [{"type": "input_text", "text": message.text}]
-    return {"id": message.id, "type": "message", "status": status, "role": message.role, "content": content}
-
-
-def list_object(items: list[dict], has_more: bool) -> dict:
-    return {"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
-            "last_id": items[-1]["id"] if items else None, "has_more": has_more}
-
-
-def conversation_object(row: dict) -> dict:
-    return {"id": row["id"], "object": "conversation", "created_at": int(row["created_at"]),
-            "metadata": row.get("metadata") or {}}
-
-
-def response_usage(finished: Finished | None) -> dict | None:
-    if finished is None:
-        return None
-    return {"input_tokens": finished.prompt_tokens, "input_tokens_details": {"cached_tokens": finished.cached_tokens},
-            "output_tokens": finished.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": finished.prompt_tokens + finished.completion_tokens}
-
-
-def response_object(request: ResponseRequest, response_id: str, created_at: float, *, status: str,
-                    output: list[dict], finished: Finished | None = None, error: dict | None = None) -> dict:
-    incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
-    cid = request.conversation_id
-    return {
-        "id": response_id, "object": "response", "created_at": int(created_at), "status": status,
-        "error": error, "incomplete_details": incomplete, "instructions": request.instructions,
-        "max_output_tokens": request.max_output_tokens, "model": request.model, "output": output,
-        "parallel_tool_calls": False, "previous_response_id": request.previous_response_id,
-        "conversation": {"id": cid} if cid else None, "reasoning": None, "store": request.store,
-        "temperature": request.temperature, "top_p": request.top_p, "text": {"format": {"type": "text"}},
-        "tool_choice": "none", "tools": [], "truncation": request.truncation, "usage": response_usage(finished),
-        "user": request.user, "metadata": request.metadata or {},
-    }
-
-
-def status_of(finished: Finished) -> str:
-    return "incomplete" if finished.finish_reason == "length" else "completed"
-
-
-# ---- documented shapes of the objects above (the OpenAPI document; tests hold the service to them) ----
-class ContentObject(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    type: Literal["input_text", "output_text"]
+# ---- the objects: each shape is one model, built from it here and described by the OpenAPI document ----
+class InputText(Reply):
+    type: Literal["input_text"] = "input_text"
     text: str
 
 
-class ItemObject(BaseModel):
+class OutputText(Reply):
+    type: Literal["output_text"] = "output_text"
+    text: str
+    annotations: list = Field(default_factory=list)
+
+
+class ItemObject(Reply):
     id: str
-    type: Literal["message"]
+    type: Literal["message"] = "message"
     status: str
     role: str
-    content: list[ContentObject]
+    content: list[InputText | OutputText]
+
+    @classmethod
+    def of(cls, message: Message, status: str = "completed") -> ItemObject:
+        if message.role != "assistant":
+            content = [InputText(text=message.text)]
+        else:  # a reply still being written has no part yet
+            content = [OutputText(text=message.text)] if message.text or status == "completed" else []
+        return cls(id=message.id, status=status, role=message.role, content=content)
 
 
-class ItemList(BaseModel):
-    object: Literal["list"]
+class ItemList(Reply):
+    object: Literal["list"] = "list"
     data: list[ItemObject]
     first_id: str | None
     last_id: str | None
     has_more: bool
 
+    @classmethod
+    def of(cls, messages: list[Message], has_more: bool) -> ItemList:
+        items = [ItemObject.of(m) for m in messages]
+        return cls(data=items, first_id=items[0].id if items else None, last_id=items[-1].id if items else None,
+                   has_more=has_more)
 
-class ConversationObject(BaseModel):
+
+class ConversationObject(Reply):
     id: str
-    object: Literal["conversation"]
+    object: Literal["conversation"] = "conversation"
     created_at: int
     metadata: dict[str, str]
 
+    @classmethod
+    def of(cls, row: dict) -> ConversationObject:
+        return cls(id=row["id"], created_at=int(row["created_at"]), metadata=row.get("metadata") or {})
 
-class ConversationDeleted(BaseModel):
+
+class ConversationDeleted(Reply):
     id: str
-    object: Literal["conversation.deleted"]
-    deleted: bool
+    object: Literal["conversation.deleted"] = "conversation.deleted"
+    deleted: bool = True
 
 
-class ResponseDeleted(BaseModel):
+class ResponseDeleted(Reply):
     id: str
-    object: Literal["response.deleted"]
-    deleted: bool
+    object: Literal["response.deleted"] = "response.deleted"
+    deleted: bool = True
 
 
-class ResponseObject(BaseModel):
-    model_config = ConfigDict(extra="allow")  # every field OpenAI documents, echoed from the request
+class InputTokensDetails(Reply):
+    cached_tokens: int
+
+
+class OutputTokensDetails(Reply):
+    reasoning_tokens: int = 0
+
+
+class ResponseUsage(Reply):
+    input_tokens: int
+    input_tokens_details: InputTokensDetails
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails = OutputTokensDetails()
+    total_tokens: int
+
+    @classmethod
+    def of(cls, finished: Finished) -> ResponseUsage:
+        return cls(input_tokens=finished.prompt_tokens,
+                   input_tokens_details=InputTokensDetails(cached_tokens=finished.cached_tokens),
+                   output_tokens=finished.completion_tokens,
+                   total_tokens=finished.prompt_tokens + finished.completion_tokens)
+
+
+class ResponseObject(Reply):
+    """Every field OpenAI documents; what the request set is echoed. A stored response may carry
+    `dropped_rounds` beside them: the rounds of history that truncation left out."""
+
+    model_config = ConfigDict(extra="allow")
 
     id: str
-    object: Literal["response"]
+    object: Literal["response"] = "response"
     created_at: int
     status: Literal["completed", "incomplete", "failed", "in_progress"]
-    error: dict | None
+    error: dict | None = None
+    incomplete_details: dict | None = None
+    instructions: str | None
+    max_output_tokens: int | None
     model: str
     output: list[ItemObject]
+    parallel_tool_calls: bool = False
     previous_response_id: str | None
     conversation: ConversationRef | None
-    usage: dict | None
+    reasoning: None = None
+    store: bool
+    temperature: float
+    top_p: float
+    text: dict = {"format": {"type": "text"}}
+    tool_choice: str = "none"
+    tools: list = Field(default_factory=list)
+    truncation: str
+    usage: ResponseUsage | None = None
+    user: str | None
     metadata: dict[str, str]
+
+
+class ResponseDraft:
+    """One /v1/responses call's answer before it is known: its ids and what the request set. The
+    route shows it `started` and `failed`; the service makes it `finished` when the turn ends, and
+    stores that (with the rounds of history truncation left out, for its input items)."""
+
+    def __init__(self, request: ResponseRequest):
+        self.request = request
+        self.response_id, self.output_id, self.created_at = new_id("resp"), new_id("msg"), int(time.time())
+
+    def started(self) -> dict:
+        return self._object("in_progress", [])
+
+    def output_item(self, text: str, status: str = "completed") -> ItemObject:
+        return ItemObject.of(Message("assistant", text, id=self.output_id), status=status)
+
+    def finished(self, finished: Finished, dropped_rounds: int) -> dict:
+        status = "incomplete" if finished.finish_reason == "length" else "completed"
+        return {**self._object(status, [self.output_item(finished.text)], finished), "dropped_rounds": dropped_rounds}
+
+    def failed(self, code: str, message: str) -> dict:
+        return self._object("failed", [], error={"code": code, "message": message})
+
+    def _object(self, status: str, output: list[ItemObject], finished: Finished | None = None,
+                error: dict | None = None) -> dict:
+        request, cid = self.request, self.request.conversation_id
+        return ResponseObject(
+            id=self.response_id, created_at=self.created_at, status=status, error=error,
+            incomplete_details={"reason": "max_output_tokens"} if status == "incomplete" else None,
+            instructions=request.instructions, max_output_tokens=request.max_output_tokens, model=request.model,
+            output=output, previous_response_id=request.previous_response_id,
+            conversation=ConversationRef(id=cid) if cid else None, store=request.store,
+            temperature=request.temperature, top_p=request.top_p, truncation=request.truncation,
+            usage=ResponseUsage.of(finished) if finished else None, user=request.user,
+            metadata=request.metadata or {},
+        ).model_dump()

@@ -12,14 +12,14 @@ from pure_model_api.errors import BadRequest
 HEADER = "X-Conversation-ID"
 
 
-def named(request: Request) -> str | None:
+def from_header(request: Request) -> str | None:
     """The conversation the header names, if any."""
     return request.headers.get(HEADER)
 
 
 def check_agrees(request: Request, from_body: str | None, param: str) -> None:
     """A header and a body that name different conversations are a 400."""
-    from_header = named(request)
-    if from_header is not None and from_body is not None and from_header != from_body:
-        raise BadRequest(f"the {HEADER} header ('{from_header}') and {param} ('{from_body}') name different "
+    named = from_header(request)
+    if named is not None and from_body is not None and named != from_body:
+        raise BadRequest(f"the {HEADER} header ('{named}') and {param} ('{from_body}') name different "
                          f"conversations", param=param)

@@ -17,7 +17,7 @@ from pure_model_api.config import Settings
 from pure_model_api.conversations import ConversationStore, open_store
 from pure_model_api.errors import ModelLoadError
 from pure_model_api.server.errors import install_error_handlers
-from pure_model_api.server.gate import Gate, legacy_owner_of, owner_of
+from pure_model_api.server.gate import RequestChecks, legacy_owner_of, owner_of
 from pure_model_api.server.metrics import Metrics, RequestCounter
 from pure_model_api.server.openapi import install_openapi
 from pure_model_api.server.routes import chat, conversations, openai, ops, responses
@@ -74,8 +74,8 @@ def create_app(settings: Settings, engine_loader: Callable[[Settings], object] =
     install_openapi(app)
     # The last added runs first: CORS answers preflights before anything asks for a key, and the
     # counter sees the gate's refusals (401, 413, 503) too.
-    app.add_middleware(Gate, state=app.state, api_keys=settings.api_key, max_body_bytes=settings.max_body_bytes,
-                       body_timeout=settings.body_timeout)
+    app.add_middleware(RequestChecks, state=app.state, api_keys=settings.api_key,
+                       max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout)
     app.add_middleware(RequestCounter, metrics_of=lambda: app.state.metrics)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],

@@ -39,7 +39,7 @@ def legacy_owner_of(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
 
-class Gate:
+class RequestChecks:
     def __init__(self, app, state, api_keys: list[str], max_body_bytes: int, body_timeout: float = 30.0):
         self.app = app
         self.state = state  # the FastAPI app.state: `draining` is set there on shutdown

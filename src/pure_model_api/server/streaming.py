@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
+import logging
 
 from fastapi import Request
 from starlette.responses import StreamingResponse
 
+from pure_model_api.errors import ApiError
+
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+log = logging.getLogger(__name__)
 
 
 def sse_event(data: dict | str, event: str | None = None) -> str:
@@ -42,8 +47,26 @@ class EventStream(StreamingResponse):
 def event_stream(events, headers: dict | None = None, on_close=None) -> EventStream:
     """Starlette cancels `events` when the client disconnects; the generators below it then
     cancel the engine request and store nothing. `on_close` (the engine handle's cancel, or a
-    primed stream's aclose) runs once the response is over, whatever happened."""
+    started stream's aclose) runs once the response is over, whatever happened."""
     return EventStream(events, headers, on_close)
+
+
+async def ending_in_error_event(events, error_event, surface: str, last: str | None = None):
+    """`events` (server-sent events, as text), and, where they fail after the stream began (a
+    200 has gone out), one last event saying why in the surface's own shape: `error_event(error)`.
+    An unexpected fault is logged; the client reads only that the server failed. `last` ends the
+    stream either way (/v1's `[DONE]`)."""
+    async with contextlib.aclosing(events) as stream:
+        try:
+            async for event in stream:
+                yield event
+        except ApiError as error:
+            yield error_event(error)
+        except Exception:  # noqa: BLE001 - logged, and the client gets a clean error event
+            log.exception("%s stream failed", surface)
+            yield error_event(ApiError("internal server error; see the server log"))
+    if last is not None:
+        yield last
 
 
 class ClientDisconnected(Exception):
@@ -66,7 +89,7 @@ async def cancel_on_disconnect(request: Request, work, poll_s: float = 0.2):
             task.cancel()
 
 
-class Primed:
+class StartedStream:
     """`stream` with its first item already taken, as an async iterator. Its `aclose` closes
     `stream` even when nobody ever iterated this one."""
 
@@ -86,7 +109,7 @@ class Primed:
         await self._stream.aclose()
 
 
-async def primed(stream) -> Primed:
+async def started(stream) -> StartedStream:
     """Run `stream` to its first item now, so that what fails before any output (a bad prompt,
     a full queue) is an ordinary HTTP error rather than an event inside a 200 stream."""
     try:
@@ -96,4 +119,4 @@ async def primed(stream) -> Primed:
     except BaseException:
         await stream.aclose()
         raise
-    return Primed(stream, first)
+    return StartedStream(stream, first)

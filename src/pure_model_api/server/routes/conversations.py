@@ -15,9 +15,6 @@ from pure_model_api.protocol.responses import (
     ItemList,
     ItemObject,
     ItemsCreate,
-    conversation_object,
-    item_object,
-    list_object,
 )
 from pure_model_api.server.errors import parse_json_body
 from pure_model_api.server.openapi import body, responses
@@ -33,18 +30,22 @@ def _service(request: Request):
     return request.app.state.service
 
 
+def _conversation(row: dict) -> dict:
+    return ConversationObject.of(row).model_dump()
+
+
 @router.post("/v1/conversations", openapi_extra=body(ConversationCreate, required=False),
              responses=responses(ConversationObject, openai=True))
 async def create_conversation(request: Request):
     body = await parse_json_body(request, ConversationCreate, body_optional=True)
     items = [item.as_message() for item in body.items]
-    return conversation_object(await _service(request).create_conversation(request.state.owner, body.metadata or {},
+    return _conversation(await _service(request).create_conversation(request.state.owner, body.metadata or {},
                                                                             items))
 
 
 @router.get("/v1/conversations/{conversation_id}", responses=responses(ConversationObject, openai=True))
 async def get_conversation(conversation_id: str, request: Request):
-    return conversation_object(await _service(request).conversation(request.state.owner, conversation_id))
+    return _conversation(await _service(request).conversation(request.state.owner, conversation_id))
 
 
 @router.post("/v1/conversations/{conversation_id}", openapi_extra=body(ConversationUpdate),
@@ -52,20 +53,20 @@ async def get_conversation(conversation_id: str, request: Request):
 async def update_conversation(conversation_id: str, request: Request):
     body = await parse_json_body(request, ConversationUpdate)
     row = await _service(request).update_conversation(request.state.owner, conversation_id, body.metadata)
-    return conversation_object(row)
+    return _conversation(row)
 
 
 @router.delete("/v1/conversations/{conversation_id}", responses=responses(ConversationDeleted, openai=True))
 async def delete_conversation(conversation_id: str, request: Request):
     await _service(request).delete_conversation(request.state.owner, conversation_id)
-    return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
+    return ConversationDeleted(id=conversation_id).model_dump()
 
 
 @router.get("/v1/conversations/{conversation_id}/items", responses=responses(ItemList, openai=True))
 async def list_items(conversation_id: str, request: Request, after: str | None = None, limit: int = PAGE_LIMIT,
                      order: str = PAGE_ORDER):
     page, has_more = await _service(request).list_items(request.state.owner, conversation_id, after, limit, order)
-    return list_object([item_object(m) for m in page], has_more)
+    return ItemList.of(page, has_more).model_dump()
 
 
 @router.post("/v1/conversations/{conversation_id}/items", openapi_extra=body(ItemsCreate),
@@ -74,12 +75,12 @@ async def add_items(conversation_id: str, request: Request):
     body = await parse_json_body(request, ItemsCreate)
     added = await _service(request).add_items(request.state.owner, conversation_id,
                                                       [item.as_message() for item in body.items])
-    return list_object([item_object(m) for m in added], False)
+    return ItemList.of(added, False).model_dump()
 
 
 @router.get("/v1/conversations/{conversation_id}/items/{item_id}", responses=responses(ItemObject, openai=True))
 async def get_item(conversation_id: str, item_id: str, request: Request):
-    return item_object(await _service(request).item(request.state.owner, conversation_id, item_id))
+    return ItemObject.of(await _service(request).item(request.state.owner, conversation_id, item_id)).model_dump()
 
 
 @router.delete("/v1/conversations/{conversation_id}/items/{item_id}",
@@ -88,7 +89,7 @@ async def delete_item(conversation_id: str, item_id: str, request: Request):
     found = await _service(request).delete_item(request.state.owner, conversation_id, item_id)
     if not found:
         raise NotFound(f"item '{item_id}' not found in conversation '{conversation_id}'", param="item_id")
-    return conversation_object(await _service(request).conversation(request.state.owner, conversation_id))
+    return _conversation(await _service(request).conversation(request.state.owner, conversation_id))
 
 
 # ---- /sessions: the same conversations for /chat users, in the documented API's shapes ----
