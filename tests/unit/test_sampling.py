@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from pure_model_api.engine.params import SamplingParams
 from pure_model_api.engine.sampling import apply_penalties, make_generator, sample_row
@@ -28,6 +29,15 @@ def test_top_k_limits_the_choice():
 def test_a_seed_reproduces_the_draws():
     params = SamplingParams(temperature=1.5, seed=11)
     first, second = make_generator(11), make_generator(11)
+    assert [sample_row(LOGITS, params, first) for _ in range(50)] == \
+        [sample_row(LOGITS, params, second) for _ in range(50)]
+
+
+@pytest.mark.parametrize("seed", [-(2**63), -1, 0, 2**63 - 1])
+def test_any_int64_seed_reproduces_its_draws(seed):
+    """The API takes any int64 seed; a negative one was a 500 (NumPy's generators want >= 0)."""
+    params = SamplingParams(temperature=1.5, seed=seed)
+    first, second = make_generator(seed), make_generator(seed)
     assert [sample_row(LOGITS, params, first) for _ in range(50)] == \
         [sample_row(LOGITS, params, second) for _ in range(50)]
 

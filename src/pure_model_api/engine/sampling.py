@@ -13,7 +13,9 @@ from pure_model_api.engine.params import SamplingParams
 
 
 def make_generator(seed: int | None) -> np.random.Generator:
-    return np.random.default_rng(seed)
+    """A row's own generator. Seeds are any int64, as on vLLM; NumPy takes non-negative ones, so a
+    seed is read modulo 2**64 (distinct int64 seeds stay distinct)."""
+    return np.random.default_rng(None if seed is None else seed % 2**64)
 
 
 def plain_greedy(rows: list) -> bool:
