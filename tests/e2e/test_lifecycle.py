@@ -51,6 +51,7 @@ def test_sigterm_under_load_finishes_and_stores_in_flight_requests_and_refuses_n
     assert refused in (503, "connection refused")
     assert server.process.wait(60) == 0
     server.log.close()
+    assert "Traceback" not in server.output()  # a clean stop (vLLM's AsyncLLM printed one at exit)
     with ServerProcess(db=tmp_path / "c.sqlite3") as again:  # the finished rounds were stored (any engine reads it)
         for session in ["late0", "late1", "late2", "late-stream"]:
             status = httpx.get(again.url + "/status", params={"session_id": session}).json()

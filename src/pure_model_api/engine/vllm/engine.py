@@ -161,10 +161,12 @@ class VllmEngine(Engine):
 
     def close(self) -> None:
         self.stopping = True
-        self.llm.shutdown()
-        # AsyncLLM.__del__ shuts down again; at interpreter exit its module globals are gone and it
-        # prints a traceback. Let it run now, while they are still there.
-        self.llm = None
+        llm, self.llm = self.llm, None
+        llm.shutdown()
+        # AsyncLLM.__del__ shuts down again, and vLLM keeps a reference to it until interpreter
+        # exit, when that module's globals are gone: it printed "Exception ignored ... 'NoneType'
+        # object is not callable" after every clean stop. It is shut down: its second time is a no-op.
+        llm.shutdown = lambda *args, **kwargs: None
 
     def stats(self) -> EngineStats:
         held = self.in_flight
