@@ -56,11 +56,12 @@ def test_after_eviction_a_conversation_is_prefilled_again_and_answers_correctly(
     assert "Paris" in again["response"]
 
 
-def test_a_gguf_server_on_llama_cpp_loads_neither_torch_nor_transformers(roomy_and_tight):
+def test_a_gguf_server_on_llama_cpp_maps_no_torch(roomy_and_tight):
     """A user who installs only the llama.cpp extra can serve a GGUF file; here, where torch is
-    installed, the server's process still maps none of it (start time and memory)."""
+    installed, the server's process still maps none of it (start time and memory). transformers is
+    pure Python and shows in no map: tests/unit/test_layers.py keeps its import out instead."""
     roomy, _ = roomy_and_tight
     assert chat(roomy, "no-torch", "Hello!", max_tokens=4)["status"] == "success"  # sampled, and answered
     maps = open(f"/proc/{roomy.process.pid}/maps").read()
     assert "libtorch" not in maps and "/torch/" not in maps
-    assert "/transformers/" not in maps and "/tokenizers/" not in maps
+    assert "/tokenizers/" not in maps  # the Rust tokenizer of Hugging Face's stack

@@ -85,14 +85,13 @@ def accept_token(sequence: Sequence, token: int, eos_ids: set[int], context_leng
 def new_request(prompt_ids: list[int], params: SamplingParams, tokenizer,
                 on_end=None) -> tuple[Sequence, RequestHandle]:
     """A sequence for an inference thread and the caller's handle on it. Events cross from the
-    inference thread to the caller's event loop; `on_end` runs once, at the last event."""
+    inference thread to the caller's event loop; `on_end` runs at the last event (Engine.submit's
+    callback counts it once however often it is called)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
-    ended = []
 
     def emit(event) -> None:
-        if on_end is not None and isinstance(event, (Finished, BaseException)) and not ended:
-            ended.append(event)
+        if on_end is not None and isinstance(event, (Finished, BaseException)):
             on_end()
         try:
             loop.call_soon_threadsafe(queue.put_nowait, event)

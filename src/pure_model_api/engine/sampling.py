@@ -28,7 +28,7 @@ def apply_penalties(logits: np.ndarray, params: SamplingParams, prompt_ids: list
     """Repetition penalty (prompt and reply, as transformers does it), presence and frequency (reply only)."""
     logits = logits.astype(np.float32, copy=True)
     if params.repetition_penalty != 1.0:
-        seen = np.unique(np.asarray(prompt_ids + reply_ids, dtype=np.int64))
+        seen = np.asarray(prompt_ids + reply_ids, dtype=np.int64)  # repeats write the same value: no sort
         scores = logits[seen]
         logits[seen] = np.where(scores < 0, scores * params.repetition_penalty, scores / params.repetition_penalty)
     if reply_ids and (params.presence_penalty or params.frequency_penalty):
