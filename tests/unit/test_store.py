@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from pure_model_api.conversations import Message, SqliteStore, open_store
+from pure_model_api.conversations import Message, SqliteStore, open_store, schema
 
 
 @pytest.fixture
@@ -68,6 +68,27 @@ def test_a_version_1_database_is_migrated_with_its_rounds(tmp_path):
     assert texts(store, "", "old") == [("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2")]
     store.close()
     assert texts(SqliteStore(path), "", "old")[-1] == ("assistant", "a2")  # migrated once, not twice
+
+
+def test_a_version_2_database_gains_the_later_migrations_and_keeps_its_conversations(tmp_path):
+    """Version 2 had the tables, and neither /sessions' index (3) nor the owner-id secret (4)."""
+    path = tmp_path / "v2.sqlite3"
+    old = sqlite3.connect(path)
+    for statement in next(schema.pending("sqlite", set()))[1]:
+        old.execute(statement)
+    old.execute("INSERT INTO conversations (owner, id, created_at, updated_at) VALUES ('', 'kept', 1.0, 1.0)")
+    old.execute("INSERT INTO items (id, owner, conversation_id, role, text, created_at) "
+                "VALUES ('msg_1', '', 'kept', 'user', 'still here', 1.0)")
+    old.execute("PRAGMA user_version = 2")
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    assert texts(store, "", "kept") == [("user", "still here")]
+    assert len(store.owner_secret()) >= 32  # the service_secrets table exists
+    store.close()
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == schema.LATEST + 1
+    assert check.execute("SELECT 1 FROM sqlite_master WHERE name = 'conversations_by_use'").fetchone()
 
 
 def test_the_window_holds_at_most_20_rounds_and_drops_the_oldest_half_at_once(open_db):

@@ -1,8 +1,8 @@
 """The PostgreSQL store: one database that several replicas of the service share (--db
 postgresql://user@host/dbname). psycopg 3 with a connection pool.
 
-- The schema is created and migrated at start by numbered migrations, under an advisory lock, so
-  replicas that start at once apply each migration once.
+- The schema is created and migrated at start by schema.py's migrations, under an advisory lock,
+  so replicas that start at once apply each migration once.
 - `replica_lock` takes a per-conversation advisory lock (pg_advisory_lock) for a whole turn: two turns of
   one conversation sent to two replicas run one after the other, in the order they asked for the
   lock (PostgreSQL queues lock waiters first come, first served). A replica that dies releases
@@ -19,28 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from pure_model_api.conversations import schema
 from pure_model_api.conversations.store import ConversationStore
 from pure_model_api.errors import StoreUnavailable
 
 MIGRATION_LOCK = 0x7075726561706931  # any constant; "pureapi1"
-MIGRATIONS = {
-    1: """
-    CREATE TABLE conversations (
-        owner TEXT NOT NULL, id TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}',
-        created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (owner, id));
-    CREATE TABLE items (
-        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL,
-        conversation_id TEXT, response_id TEXT, is_output INTEGER NOT NULL DEFAULT 0,
-        role TEXT NOT NULL, text TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL);
-    CREATE INDEX items_by_conversation ON items (owner, conversation_id, seq);
-    CREATE INDEX items_by_response ON items (owner, response_id, seq);
-    CREATE TABLE responses (
-        owner TEXT NOT NULL, id TEXT NOT NULL, previous_response_id TEXT, conversation_id TEXT,
-        body TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (owner, id));
-    """,
-    2: "CREATE INDEX conversations_by_use ON conversations (owner, updated_at)",  # /sessions pages
-    3: "CREATE TABLE service_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",  # owner ids' key
-}
 
 
 def lock_key(owner: str, cid: str) -> int:
@@ -106,8 +89,9 @@ class PostgresStore(ConversationStore):
             connection.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
             done = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
-            for version in sorted(set(MIGRATIONS) - done):
-                connection.execute(MIGRATIONS[version])
+            for version, statements in schema.pending("postgresql", done):
+                for statement in statements:
+                    connection.execute(statement)
                 connection.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
 
     @contextlib.asynccontextmanager

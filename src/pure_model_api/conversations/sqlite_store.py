@@ -1,8 +1,9 @@
 """The SQLite store: one file (WAL mode), the default. One connection, shared by the event loop and
 worker threads under a lock; writes take the database's write lock at once (BEGIN IMMEDIATE).
 
-The schema is versioned with PRAGMA user_version; version 1 (a `rounds` table) is migrated in place
-on open. Several replicas need a database they all reach: postgres_store.py."""
+The schema and its migrations are schema.py's, shared with PostgreSQL; a version 1 database (a
+`rounds` table) is converted in place on open. Several replicas need a database they all reach:
+postgres_store.py."""
 
 from __future__ import annotations
 
@@ -11,27 +12,10 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from pure_model_api.conversations import schema
 from pure_model_api.conversations.history import Message
 from pure_model_api.conversations.store import ConversationStore
 from pure_model_api.errors import StoreUnavailable
-
-SCHEMA_VERSION = 4  # 3: conversations_by_use, for /sessions pages; 4: service_secrets, for owner ids
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (
-    owner TEXT NOT NULL, id TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (owner, id));
-CREATE INDEX IF NOT EXISTS conversations_by_use ON conversations (owner, updated_at);
-CREATE TABLE IF NOT EXISTS items (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, owner TEXT NOT NULL,
-    conversation_id TEXT, response_id TEXT, is_output INTEGER NOT NULL DEFAULT 0,
-    role TEXT NOT NULL, text TEXT NOT NULL, created_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS items_by_conversation ON items (owner, conversation_id, seq);
-CREATE INDEX IF NOT EXISTS items_by_response ON items (owner, response_id, seq);
-CREATE TABLE IF NOT EXISTS responses (
-    owner TEXT NOT NULL, id TEXT NOT NULL, previous_response_id TEXT, conversation_id TEXT,
-    body TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (owner, id));
-CREATE TABLE IF NOT EXISTS service_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
 
 
 @contextlib.contextmanager
@@ -87,19 +71,20 @@ class SqliteStore(ConversationStore):
             self._db.close()
 
     def _migrate(self) -> None:
+        """user_version is one ahead of the migrations applied (version 1 was the rounds table)."""
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version >= SCHEMA_VERSION:
+        if version > schema.LATEST:
             return
         run = self._db.execute
         run("BEGIN IMMEDIATE")
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
+        for number, statements in schema.pending("sqlite", set(range(1, version))):
+            for statement in statements:
                 run(statement)
+            run(f"PRAGMA user_version = {number + 1}")
         if run("SELECT 1 FROM sqlite_master WHERE name = 'rounds'").fetchone():  # version 1: a row per round
             rows = run("SELECT owner, session_id, user_message, reply, created_at FROM rounds ORDER BY id").fetchall()
             for owner, session, user, reply, created in rows:
                 self._ensure_conversation(run, owner, session, created)
                 self._insert(run, owner, session, [Message("user", user), Message("assistant", reply)], None, created)
             run("DROP TABLE rounds")
-        run(f"PRAGMA user_version = {SCHEMA_VERSION}")
         run("COMMIT")
