@@ -1,15 +1,19 @@
 """One settings object. Every field is a command-line flag (--max-batch-size) and an environment
 variable (PURE_API_MAX_BATCH_SIZE); a flag beats the environment, which beats the default.
-List fields take a flag several times, or a comma-separated environment variable."""
+List fields take a flag several times, or a comma-separated environment variable.
+
+pydantic-settings reads the environment; the flags are an argparse parser generated from the same
+fields (pydantic-settings' own CLI source would make `--no-ui` take a value and word usage errors
+differently from what scripts and tests rely on)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "PURE_API_"
 
@@ -20,8 +24,11 @@ def default_db_path() -> str:
     return str(Path(user_data_dir("pure-model-api")) / "conversations.sqlite3")
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+CommaList = Annotated[list[str], NoDecode]  # not JSON from the environment: split on commas below
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, env_prefix=ENV_PREFIX)
 
     model: str = Field("Qwen/Qwen2.5-7B-Instruct",
                        description="Hugging Face id, local model directory, .gguf file, or 'demo' (SmolLM2-135M)")
@@ -52,13 +59,19 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(1 << 20, ge=1, description="largest request body; beyond it, 413")
     body_timeout: float = Field(30.0, gt=0, description="seconds a client gets to send its whole body; then 408")
     shutdown_timeout: float = Field(30.0, ge=0, description="seconds in-flight requests get on SIGTERM")
-    api_key: list[str] = Field(default_factory=list,
+    api_key: CommaList = Field(default_factory=list,
                                description="require 'Authorization: Bearer KEY' (repeatable; env: comma list)")
-    cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed (repeatable, or *)")
-    served_model_name: list[str] = Field(default_factory=list,
+    cors_origins: CommaList = Field(default_factory=list, description="browser origins allowed (repeatable, or *)")
+    served_model_name: CommaList = Field(default_factory=list,
                                          description="extra names the model answers to on /v1 (repeatable)")
     no_ui: bool = Field(False, description="do not serve the web chat page at /")
     log_level: str = Field("info", description="debug, info, warning or error")
+
+    @field_validator("api_key", "cors_origins", "served_model_name", mode="before")
+    @classmethod
+    def _split_commas(cls, value):
+        """An environment variable is one comma-separated string; flags arrive as a list already."""
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
 
     @property
     def model_names(self) -> list[str]:
@@ -66,7 +79,7 @@ class Settings(BaseModel):
 
 
 def _is_list(name: str) -> bool:
-    return Settings.model_fields[name].annotation == list[str]
+    return Settings.model_fields[name].annotation == list[str]  # CommaList, its metadata aside
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,23 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def from_environment(environ: dict[str, str]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name in Settings.model_fields:
-        raw = environ.get(ENV_PREFIX + name.upper())
-        if raw is not None:
-            values[name] = [v.strip() for v in raw.split(",") if v.strip()] if _is_list(name) else raw
-    return values
-
-
-def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Flags over environment over defaults; a bad value exits with a usage message (code 2)."""
+def load_settings(argv: list[str] | None = None) -> Settings:
+    """Flags over environment over defaults; a bad value, from either, exits with a usage message
+    (code 2). Values given to Settings(...) beat the environment, so the flags go in that way."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
-    values = from_environment(os.environ if environ is None else environ)
-    values.update({k: v for k, v in vars(arguments).items() if v is not None})
     try:
-        return Settings(**values)
+        return Settings(**{k: v for k, v in vars(arguments).items() if v is not None})
     except ValidationError as error:
         problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in error.errors())
         parser.error(problems)
