@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 from common import PROMPTS, percentile
 
-from pure_model_api.client.sse import EventParser
+from pure_model_api.client.sse import asse_events
 
 
 @dataclass
@@ -40,20 +40,18 @@ class LoadResult:
 
 async def stream_chat(client: httpx.AsyncClient, body: dict) -> tuple[float | None, int, str]:
     """One streamed /chat request: (time of the first delta, completion tokens, reply)."""
-    first, tokens, parts, parser = None, 0, [], EventParser()
+    first, tokens, parts = None, 0, []
     async with client.stream("POST", "/chat", json={**body, "stream": True}) as response:
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code}")
-        async for line in response.aiter_lines():
-            if (parsed := parser.feed(line)) is not None:
-                event, data = parsed
-                if event == "delta":
-                    first = first or time.perf_counter()
-                    parts.append(data["delta"])
-                elif event == "done":
-                    tokens = data["usage"]["completion_tokens"]
-                elif event == "error":
-                    raise RuntimeError(data["error"])
+        async for event, data in asse_events(response):
+            if event == "delta":
+                first = first or time.perf_counter()
+                parts.append(data["delta"])
+            elif event == "done":
+                tokens = data["usage"]["completion_tokens"]
+            elif event == "error":
+                raise RuntimeError(data["error"])
     return first, tokens, "".join(parts)
 
 

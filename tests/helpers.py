@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -107,6 +108,31 @@ class ServerProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    async def engine_holds(self, at_least: int, timeout: float = 120.0) -> None:
+        """Wait until the engine holds `at_least` requests (running or queued, as /metrics says):
+        what a test used to guess with a fixed sleep."""
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:
+            while time.monotonic() < deadline:
+                lines = (await client.get("/metrics")).text.splitlines()
+                held = sum(float(line.split()[-1]) for line in lines
+                           if line.startswith(("pure_api_running_requests ", "pure_api_queued_requests ")))
+                if held >= at_least:
+                    return
+                await asyncio.sleep(0.05)
+        raise TimeoutError(f"the engine never held {at_least} requests")
+
+    async def refuses_connections(self, timeout: float = 30.0) -> None:
+        """Wait until the server has closed its listening socket (as it does on SIGTERM)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                return
+            await asyncio.sleep(0.02)
+        raise TimeoutError("the server still accepts connections")
+
     def stop(self, sig=signal.SIGTERM, timeout: float = 60.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
@@ -156,8 +182,15 @@ def alive(pids: set[int]) -> set[int]:
     return running
 
 
-def sse_events(lines) -> list[tuple[str, dict | str]]:
-    """(event name, decoded data) for each server-sent event, read by the client's own parser."""
+def sse_events(response) -> list[tuple[str, dict | str]]:
+    """(event name, decoded data) for each server-sent event of a streaming response, read as the
+    client reads them."""
     from pure_model_api.client.sse import sse_events as parse
 
-    return list(parse(lines))
+    return list(parse(response))
+
+
+async def asse_events(response) -> list[tuple[str, dict | str]]:
+    from pure_model_api.client.sse import asse_events as parse
+
+    return [event async for event in parse(response)]

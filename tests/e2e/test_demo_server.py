@@ -75,7 +75,7 @@ def test_stream_shape_and_the_round_is_stored(demo_server):
                       json={"message": "Name three colors.", "stream": True, "session_id": "streamed", **GREEDY}) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
-        events = sse_events(r.iter_lines())
+        events = sse_events(r)
     names = [name for name, _ in events]
     assert names[-1] == "done" and set(names[:-1]) == {"delta"} and len(names) > 3
     done = events[-1][1]
@@ -91,7 +91,7 @@ def test_chinese_reply_streams_without_broken_characters(demo_server):
     with httpx.stream("POST", demo_server.url + "/chat", timeout=120,
                       json={"message": "请用中文回答：北京是哪个国家的首都？", "stream": True, **GREEDY,
                             "session_id": "zh-stream"}) as r:
-        events = sse_events(r.iter_lines())
+        events = sse_events(r)
     deltas = [data["delta"] for name, data in events if name == "delta"]
     assert deltas and not any("\ufffd" in d for d in deltas)
     assert any("\u4e00" <= ch <= "\u9fff" for ch in "".join(deltas))
@@ -179,7 +179,7 @@ def test_health_and_status_answer_while_a_reply_is_generated(demo_server):
         async with httpx.AsyncClient(base_url=demo_server.url, timeout=120) as client:
             long = asyncio.create_task(client.post("/chat", json={
                 "message": "Write a long poem.", "max_tokens": 150, "ignore_eos": True, "session_id": "busy"}))
-            await asyncio.sleep(1.0)
+            await demo_server.engine_holds(1)
             started = asyncio.get_running_loop().time()
             health = await client.get("/health")
             current = await client.get("/status")

@@ -12,7 +12,7 @@ import time
 
 import httpx
 import pytest
-from helpers import ROOT, ServerProcess, alive, descendants, free_port, sse_events
+from helpers import ROOT, ServerProcess, alive, asse_events, descendants, free_port
 
 BROKEN_MODELS = {
     "transformers": ["empty", "unknown-architecture"],
@@ -87,7 +87,7 @@ async def chat_until_killed(url: str, session: str, delivered: list, in_flight: 
             try:
                 async with client.stream("POST", "/chat", json={"message": message, "max_tokens": 24,
                                                                 "session_id": session, "stream": True}) as response:
-                    events = sse_events([line async for line in response.aiter_lines()])
+                    events = await asse_events(response)
             except httpx.TransportError:
                 return
             if not events or events[-1][0] != "done":
@@ -153,7 +153,8 @@ def test_sigkill_under_a_storm_of_writes_keeps_the_database_whole(tmp_path_facto
                     assert reply.status_code == 200
 
         tasks = [asyncio.create_task(one(f"w{n}")) for n in range(8)]
-        await asyncio.sleep(2 + cycle * 0.37)
+        while len(delivered) < 12 + 5 * cycle:  # a different moment in each cycle
+            await asyncio.sleep(0.01)
         server.process.send_signal(signal.SIGKILL)
         await asyncio.gather(*tasks)
 

@@ -8,7 +8,7 @@ import sys
 import time
 
 import httpx
-from helpers import ROOT, ServerProcess, free_port, sse_events
+from helpers import ROOT, ServerProcess, asse_events, free_port
 
 
 def test_a_restart_keeps_the_conversation(tmp_path, engine_name):
@@ -28,16 +28,16 @@ def test_sigterm_under_load_finishes_and_stores_in_flight_requests_and_refuses_n
 
     async def streamed(client, session):
         async with client.stream("POST", "/chat", json={**story, "session_id": session, "stream": True}) as response:
-            return sse_events([line async for line in response.aiter_lines()])
+            return await asse_events(response)
 
     async def scenario():
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
             plain = [asyncio.create_task(client.post("/chat", json={**story, "session_id": f"late{n}"}))
                      for n in range(3)]
             stream = asyncio.create_task(streamed(client, "late-stream"))
-            await asyncio.sleep(1.5)
+            await server.engine_holds(4)
             server.process.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.3)
+            await server.refuses_connections()
             try:
                 refused = (await client.post("/chat", json={"message": "too late"})).status_code
             except httpx.TransportError:
@@ -65,7 +65,7 @@ def test_a_full_queue_answers_503_at_once(tmp_path, engine_name):
             async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
                 long = asyncio.create_task(client.post("/chat", json={
                     "message": "Tell me a story.", "max_tokens": 250, "ignore_eos": True, "session_id": "a"}))
-                await asyncio.sleep(1.0)
+                await server.engine_holds(1)
                 started = time.monotonic()
                 busy = await client.post("/chat", json={"message": "me too", "session_id": "b"})
                 waited = time.monotonic() - started

@@ -56,7 +56,7 @@ def test_a_replica_killed_mid_generation_loses_no_round_and_the_other_goes_on(re
         async with httpx.AsyncClient(timeout=120) as client:
             done = await client.post(doomed.url + "/chat", json=turn_body("kept", "before", 8))
             killed = asyncio.create_task(client.post(doomed.url + "/chat", json=turn_body("kept", "killed", 200)))
-            await asyncio.sleep(1.0)  # generating, holding the conversation's lock in the database
+            await doomed.engine_holds(1)  # generating, holding the conversation's lock in the database
             queued = asyncio.create_task(client.post(survivor.url + "/chat", json=turn_body("kept", "after", 8)))
             await asyncio.sleep(0.5)
             assert not queued.done()  # waits for the conversation, held by the other replica

@@ -11,7 +11,9 @@ import random
 import time
 
 import httpx
-from helpers import ServerProcess, sse_events
+from helpers import ServerProcess, asse_events
+
+from pure_model_api.client.sse import asse_events as aevents
 
 CLIENTS, CONVERSATIONS = 32, 64
 SOAK_SECONDS = float(os.environ.get("PURE_API_SOAK_SECONDS", "90"))
@@ -65,13 +67,12 @@ class Soak:
         if stream or hang_up:
             self.counts["streamed"] += 1
             async with http.stream("POST", path, json={**body, "stream": True}) as response:
-                lines = []
-                async for line in response.aiter_lines():
-                    lines.append(line)
-                    if hang_up and line.startswith("data:") and ("delta" in line):
-                        self.counts["cancelled"] += 1
-                        return  # leaving the block closes the connection mid-reply
-                events = sse_events(lines)
+                if hang_up and response.status_code == 200:
+                    async for name, _ in aevents(response):
+                        if name == "delta":
+                            self.counts["cancelled"] += 1
+                            return  # leaving the block closes the connection mid-reply
+                events = await asse_events(response) if response.status_code == 200 else []
             ok = response.status_code == 200 and events and events[-1][0] in FINAL_EVENTS
             final = events[-1][1] if ok else None
         else:
@@ -108,7 +109,6 @@ def test_soak_32_clients_64_conversations(tmp_path):
         rss_warm = rss_mb(server.process.pid)
         soak = Soak(server.url, ids)
         elapsed = asyncio.run(soak.run(SOAK_SECONDS))
-        time.sleep(2)
         rss_after = rss_mb(server.process.pid)
         assert soak.failures == [] and warm.failures == []
 

@@ -78,7 +78,7 @@ def test_a_fault_after_the_stream_began_is_an_error_event_and_stores_nothing(cli
     with client.stream("POST", "/chat", json={"message": "hi", "max_tokens": 4, "stream": True,
                                               "ignore_eos": True}) as response:
         assert response.status_code == 200
-        events = sse_events(response.iter_lines())
+        events = sse_events(response)
     assert [name for name, _ in events][-1] == "error"
     assert events[-1][1] == {"error": "internal server error; see the server log"}
     monkeypatch.undo()

@@ -86,7 +86,7 @@ def test_an_engine_fault_in_a_stream_is_an_error_event_or_a_500(faulty, surface)
         status = response.status_code
         if status == 500:  # the fault came before the first token: a plain error, no stream yet
             assert "internal server error" in response.read().decode()
-        events = sse_events(response.iter_lines()) if status == 200 else []
+        events = sse_events(response) if status == 200 else []
     names = [name for name, _ in events]
     if status == 500:
         pass

@@ -69,7 +69,7 @@ class ChatClient:
                 response.read()
                 self._check(response)
             self.out.write("Assistant: ")
-            for event, data in sse_events(response.iter_lines()):
+            for event, data in sse_events(response):
                 if event == "delta":
                     self.out.write(data["delta"])
                     self.out.flush()

@@ -1,32 +1,27 @@
-"""Reading server-sent events: the one parser of the client, the tests and the benchmarks (the
-chat page has its own, in JavaScript). Each event's data is one JSON line, or `[DONE]` on /v1."""
+"""Reading server-sent events, for the client, the tests and the benchmarks (the chat page reads
+them in JavaScript): httpx-sse parses the stream; each event's data is one JSON object here, or
+`[DONE]` at the end of a /v1 stream."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+from httpx_sse import EventSource, ServerSentEvent
 
 
-class EventParser:
-    """Fed line by line (from a sync or an async stream); `feed` returns (event name, data) at
-    each `data:` line, the name being `message` where no `event:` line came before it."""
-
-    def __init__(self):
-        self.name = "message"
-
-    def feed(self, line: str) -> tuple[str, dict | str] | None:
-        if line.startswith("event:"):
-            self.name = line.split(":", 1)[1].strip()
-        elif line.startswith("data:"):
-            raw = line.split(":", 1)[1].strip()
-            name, self.name = self.name, "message"
-            return name, raw if raw == "[DONE]" else json.loads(raw)
-        return None
+def _decoded(event: ServerSentEvent) -> tuple[str, dict | str]:
+    return event.event, event.data if event.data == "[DONE]" else json.loads(event.data)
 
 
-def sse_events(lines: Iterable[str]) -> Iterator[tuple[str, dict | str]]:
-    parser = EventParser()
-    for line in lines:
-        event = parser.feed(line)
-        if event is not None:
-            yield event
+def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict | str]]:
+    """(event name, data) for each event of a streaming response; the name is `message` where the
+    server sent no `event:` line."""
+    for event in EventSource(response).iter_sse():
+        yield _decoded(event)
+
+
+async def asse_events(response: httpx.Response) -> AsyncIterator[tuple[str, dict | str]]:
+    async for event in EventSource(response).aiter_sse():
+        yield _decoded(event)
