@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from pure_model_api.client import sse
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -109,15 +111,13 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     async def engine_holds(self, at_least: int, timeout: float = 120.0) -> None:
-        """Wait until the engine holds `at_least` requests (running or queued, as /metrics says):
+        """Wait until the engine holds `at_least` requests (running or queued, as /status says):
         what a test used to guess with a fixed sleep."""
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:
             while time.monotonic() < deadline:
-                lines = (await client.get("/metrics")).text.splitlines()
-                held = sum(float(line.split()[-1]) for line in lines
-                           if line.startswith(("pure_api_running_requests ", "pure_api_queued_requests ")))
-                if held >= at_least:
+                status = (await client.get("/status")).json()
+                if status["running_requests"] + status["queued_requests"] >= at_least:
                     return
                 await asyncio.sleep(0.05)
         raise TimeoutError(f"the engine never held {at_least} requests")
@@ -185,12 +185,8 @@ def alive(pids: set[int]) -> set[int]:
 def sse_events(response) -> list[tuple[str, dict | str]]:
     """(event name, decoded data) for each server-sent event of a streaming response, read as the
     client reads them."""
-    from pure_model_api.client.sse import sse_events as parse
-
-    return list(parse(response))
+    return list(sse.sse_events(response))
 
 
 async def asse_events(response) -> list[tuple[str, dict | str]]:
-    from pure_model_api.client.sse import asse_events as parse
-
-    return [event async for event in parse(response)]
+    return [event async for event in sse.asse_events(response)]

@@ -11,9 +11,9 @@ import random
 import time
 
 import httpx
-from helpers import ServerProcess, asse_events
+from helpers import ServerProcess
 
-from pure_model_api.client.sse import asse_events as aevents
+from pure_model_api.client.sse import asse_events
 
 CLIENTS, CONVERSATIONS = 32, 64
 SOAK_SECONDS = float(os.environ.get("PURE_API_SOAK_SECONDS", "90"))
@@ -67,12 +67,13 @@ class Soak:
         if stream or hang_up:
             self.counts["streamed"] += 1
             async with http.stream("POST", path, json={**body, "stream": True}) as response:
-                if hang_up and response.status_code == 200:
-                    async for name, _ in aevents(response):
-                        if name == "delta":
+                events = []
+                if response.status_code == 200:
+                    async for name, data in asse_events(response):
+                        if hang_up and name == "delta":
                             self.counts["cancelled"] += 1
                             return  # leaving the block closes the connection mid-reply
-                events = await asse_events(response) if response.status_code == 200 else []
+                        events.append((name, data))
             ok = response.status_code == 200 and events and events[-1][0] in FINAL_EVENTS
             final = events[-1][1] if ok else None
         else:
