@@ -24,8 +24,12 @@ def demo_model_dir() -> Path:
     return Path(model_source(DEMO_MODEL, None))
 
 
-def build_tiny_model(family: str, target: Path) -> Path:
-    """A random-weight Llama or Qwen2 model, a few MB, with the demo model's tokenizer and chat template."""
+def build_tiny_model(family: str, target: Path, always: str | None = None) -> Path:
+    """A random-weight Llama or Qwen2 model, a few MB, with the demo model's tokenizer and chat template.
+
+    `always`: a character (one token) the model then writes at every step, on every engine: the
+    layers add nothing to the residual stream, the final norm keeps one dimension, and there the
+    character's (tied) embedding is 100 times any other token's."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
@@ -38,6 +42,16 @@ def build_tiny_model(family: str, target: Path) -> Path:
     model_class = LlamaForCausalLM if family == "llama" else Qwen2ForCausalLM
     torch.manual_seed(0)
     model = model_class(config)
+    if always is not None:
+        (token,) = tokenizer.encode(always, add_special_tokens=False)
+        with torch.no_grad():
+            for layer in model.model.layers:
+                layer.self_attn.o_proj.weight.zero_()
+                layer.mlp.down_proj.weight.zero_()
+            model.model.norm.weight.zero_()[0] = 1.0
+            embeddings = model.model.embed_tokens.weight
+            embeddings[:, 0] = 0.01
+            embeddings[token, 0] = 1.0
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target

@@ -208,11 +208,16 @@ class ChatService:
         return prompts[len(kept)], len(rounds) - len(kept)
 
     async def stream(self, handle) -> AsyncIterator[TextDelta | Finished]:
+        """The engine's events, with any NUL a model writes as U+FFFD: PostgreSQL cannot store NUL in
+        text, the API refuses it in what clients send, and the stored reply is the next turn's input."""
         async with contextlib.aclosing(handle.events()) as events:
             async for event in events:
                 if isinstance(event, Finished):
+                    event = dataclasses.replace(event, text=event.text.replace("\x00", "\ufffd"))
                     self.requests_served += 1
                     self.observer.generation_finished(event)
+                elif "\x00" in event.text:
+                    event = TextDelta(event.text.replace("\x00", "\ufffd"))
                 yield event
 
     # ---- edits of stored conversations: each under the conversation's lock, checked there ----
