@@ -148,8 +148,9 @@ class ChatService:
                 await self.conversation(turn.owner, cid, param="conversation")
             history = await asyncio.to_thread(self._history, turn)
             prompt_ids, dropped, params = await asyncio.to_thread(self.fit_prompt, engine, group_rounds(history), turn)
+            constraint = await asyncio.to_thread(engine.constrain, params) if params.json_schema else None
             finished = None
-            async with contextlib.aclosing(self.stream(engine.submit(prompt_ids, params))) as events:
+            async with contextlib.aclosing(self.stream(engine.submit(prompt_ids, params, constraint))) as events:
                 async for event in events:
                     if isinstance(event, Finished):
                         finished = event

@@ -129,7 +129,7 @@ def test_another_key_cannot_read_continue_list_or_delete(server):
     ("POST", "/v1/responses", {"model": "demo", "input": []}),
     ("POST", "/v1/responses", {"model": "demo", "input": "hi", "tools": [{"type": "web_search"}]}),
     ("POST", "/v1/responses", {"model": "demo", "input": "hi", "reasoning": {"effort": "high"}}),
-    ("POST", "/v1/responses", {"model": "demo", "input": "hi", "text": {"format": {"type": "json_object"}}}),
+    ("POST", "/v1/responses", {"model": "demo", "input": "hi", "text": {"format": {"type": "json_schema"}}}),
     ("POST", "/v1/responses", {"model": "demo", "input": "hi", "background": True}),
     ("POST", "/v1/responses", {"model": "demo", "input": "hi", "conversation": "c", "previous_response_id": "r"}),
     ("POST", "/v1/responses", {"model": "demo", "input": "hi", "max_output_tokens": 0}),

@@ -10,9 +10,9 @@ def record_prompts(client) -> list[list[int]]:
     prompts: list[list[int]] = []
     submit = engine.submit
 
-    def recording_submit(prompt_ids, params):
+    def recording_submit(prompt_ids, params, constraint=None):
         prompts.append(list(prompt_ids))
-        return submit(prompt_ids, params)
+        return submit(prompt_ids, params, constraint)
 
     engine.submit = recording_submit
     return prompts

@@ -21,9 +21,9 @@ def record_generations(client) -> list[str]:
     engine, observer = service.engine, service.observer
     submit, finished = engine.submit, observer.generation_finished
 
-    def recording_submit(prompt_ids, params):
+    def recording_submit(prompt_ids, params, constraint=None):
         events.append("submit")
-        return submit(prompt_ids, params)
+        return submit(prompt_ids, params, constraint)
 
     def recording_finished(event):
         events.append("finish")

@@ -27,7 +27,7 @@ FORBIDDEN = {
 # serving a GGUF file imports neither torch nor transformers: the llama.cpp engine and what it shares
 NO_TORCH = ["torch", "transformers", "pure_model_api.engine.transformers", "pure_model_api.engine.vllm"]
 for module in ("llamacpp", "base.py", "inference.py", "requests.py", "sampling.py", "params.py", "prompts.py",
-               "text.py", "select.py", "loading.py"):
+               "text.py", "select.py", "loading.py", "structured.py"):
     FORBIDDEN[f"engine/{module}"] = NO_TORCH
 # value types every layer shares, and the store's own package API
 ALLOWED = ("pure_model_api.engine.params", "pure_model_api.conversations.history")

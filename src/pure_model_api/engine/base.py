@@ -109,10 +109,18 @@ class Engine(ABC):
         return self.prompts.encode(text)
 
     # ---- generation ----
-    def submit(self, prompt_ids: list[int], params: SamplingParams) -> GenerationHandle:
+    def constrain(self, params: SamplingParams):
+        """What enforces `params.json_schema` here, to hand to `submit`: built off the event loop
+        (the service calls this in a worker thread; compiling a schema costs in its size). None
+        where nothing is to be built: no schema, or an engine that compiles its own (vLLM). A
+        schema that cannot be enforced is a BadRequest."""
+        return None
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams, constraint=None) -> GenerationHandle:
         """Queue a generation now: a stopped engine, a prompt beyond the context or a full queue
         fails here, before any output. At most max_batch_size + max_queue requests are held,
-        counted from here to their last event (running, waiting, or cancelled and not yet gone)."""
+        counted from here to their last event (running, waiting, or cancelled and not yet gone).
+        `constraint`: what `constrain(params)` built, for a request with a JSON schema."""
         if self.stopping:
             raise ShuttingDown()
         failure = self.health()
@@ -129,7 +137,7 @@ class Engine(ABC):
             self.in_flight += 1
         on_end = self._one_end()
         try:
-            return self._submit(prompt_ids, params, on_end)
+            return self._submit(prompt_ids, params, on_end, constraint)
         except BaseException:
             on_end()
             raise
@@ -146,7 +154,8 @@ class Engine(ABC):
         return on_end
 
     @abstractmethod
-    def _submit(self, prompt_ids: list[int], params: SamplingParams, on_end: Callable[[], None]) -> GenerationHandle:
+    def _submit(self, prompt_ids: list[int], params: SamplingParams, on_end: Callable[[], None],
+                constraint) -> GenerationHandle:
         """Start the generation; call `on_end()` at its last event (or when it is cancelled before
         it started)."""
 

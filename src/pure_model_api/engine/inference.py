@@ -18,14 +18,15 @@ from abc import abstractmethod
 from pure_model_api.engine.base import Engine
 from pure_model_api.engine.params import SamplingParams
 from pure_model_api.engine.requests import RequestHandle, Sequence, new_request
+from pure_model_api.engine.structured import Grammars, OutputConstraint
 from pure_model_api.errors import EngineFailed, GenerationCancelled, ShuttingDown
 
 log = logging.getLogger(__name__)
 
 
 class InProcessEngine(Engine):
-    """A subclass supplies `running`, `_admit`, `_step`, `_remove` and `_reset`, and calls
-    `_start()` once its model is ready."""
+    """A subclass supplies `running`, `_admit`, `_step`, `_remove`, `_reset` and
+    `grammar_tokenizer`, and calls `_start()` once its model is ready."""
 
     def __init__(self, tokenizer, context_length: int, options, max_running: int):
         super().__init__(tokenizer, context_length, options)
@@ -33,6 +34,7 @@ class InProcessEngine(Engine):
         self.waiting: collections.deque[Sequence] = collections.deque()
         self.wakeup = threading.Condition()
         self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self.grammars = Grammars(self.grammar_tokenizer)
 
     # ---- what an engine supplies (all on the inference thread, bar `running`) ----
     @abstractmethod
@@ -55,12 +57,23 @@ class InProcessEngine(Engine):
     def _reset(self) -> None:
         """Empty the running set after a fault, dropping any state the fault may have spoilt."""
 
+    @abstractmethod
+    def grammar_tokenizer(self):
+        """llguidance's view of the vocabulary, one entry per logit (structured outputs; built once,
+        on first use, off the event loop)."""
+
     # ---- caller side (event loop thread) ----
     def _start(self) -> None:
         self.thread.start()
 
-    def _submit(self, prompt_ids: list[int], params: SamplingParams, on_end) -> RequestHandle:
+    def constrain(self, params: SamplingParams) -> OutputConstraint | None:
+        return self.grammars.constraint(params.json_schema) if params.json_schema else None
+
+    def _submit(self, prompt_ids: list[int], params: SamplingParams, on_end, constraint) -> RequestHandle:
+        if params.json_schema and constraint is None:
+            raise ValueError("a request with a JSON schema needs the engine's constrain(params)")
         sequence, handle = new_request(prompt_ids, params, self.tokenizer, on_end=on_end)
+        sequence.constraint = constraint
         with self.wakeup:
             if self.stopping:  # checked again under the lock the thread leaves with: no request is left behind
                 raise ShuttingDown()

@@ -19,6 +19,7 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False  # benchmarks: every reply runs to max_tokens
+    json_schema: str | None = None  # the reply is JSON matching this schema (JSON text); see structured.py
 
     @property
     def greedy(self) -> bool:

@@ -13,7 +13,7 @@ import time
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
 from pure_model_api.engine.sampling import make_generator
 from pure_model_api.engine.text import IncrementalDecoder, StopStringFilter
-from pure_model_api.errors import GenerationCancelled
+from pure_model_api.errors import ApiError, GenerationCancelled
 
 
 class Sequence:
@@ -33,6 +33,7 @@ class Sequence:
         self.submitted_at = time.perf_counter()
         self.first_token_at: float | None = None
         self.cached_tokens = 0  # prompt tokens whose KV cache an earlier request left (llama.cpp)
+        self.constraint = None  # an OutputConstraint when the reply must match a JSON schema
 
     @property
     def reserved_tokens(self) -> int:
@@ -71,8 +72,11 @@ def accept_token(sequence: Sequence, token: int, eos_ids: set[int], context_leng
         sequence.finish("stop")
         return False
     sequence.reply_ids.append(token)
+    if sequence.constraint is not None and not sequence.constraint.accept(token):  # its mask allowed it: a bug
+        sequence.emit(ApiError(f"the output grammar refused a token it allowed ({token})"))
+        return False
     sequence.send_text(sequence.stop_filter.push(sequence.decoder.push(token)))
-    if sequence.stop_filter.stopped:
+    if sequence.stop_filter.stopped or (sequence.constraint is not None and sequence.constraint.complete):
         sequence.finish("stop")
         return False
     at_context_end = len(sequence.prompt_ids) + len(sequence.reply_ids) >= context_length

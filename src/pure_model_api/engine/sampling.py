@@ -19,8 +19,8 @@ def make_generator(seed: int | None) -> np.random.Generator:
 
 
 def plain_greedy(rows: list) -> bool:
-    """Every row greedy without penalties: the batch takes one argmax, wherever its logits are."""
-    return all(row.params.greedy and not row.params.needs_penalties for row in rows)
+    """Every row greedy without penalties or a grammar: the batch takes one argmax, wherever its logits are."""
+    return all(row.params.greedy and not row.params.needs_penalties and row.constraint is None for row in rows)
 
 
 def apply_penalties(logits: np.ndarray, params: SamplingParams, prompt_ids: list[int],
@@ -66,5 +66,7 @@ def choose_next_tokens(logits: np.ndarray, rows: list) -> list[int]:
         row_logits = logits[index]
         if row.params.needs_penalties:
             row_logits = apply_penalties(row_logits, row.params, row.prompt_ids, row.reply_ids)
+        if row.constraint is not None:  # after the penalties, so they choose among allowed tokens only
+            row_logits = row.constraint.mask(row_logits)
         chosen.append(sample_row(row_logits, row.params, row.generator))
     return chosen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Literal
 
@@ -12,6 +13,7 @@ from pure_model_api.engine.params import Finished, SamplingParams
 from pure_model_api.errors import BadRequest
 from pure_model_api.protocol.limits import MAX_MESSAGES, Metadata, Seed, Stop
 from pure_model_api.protocol.reply import Reply
+from pure_model_api.protocol.structured import ResponseFormat
 
 # Fields the service accepts but that cannot change the answer here.
 HARMLESS_EXTRA_FIELDS = {"metadata", "store", "service_tier", "parallel_tool_calls"}
@@ -98,17 +100,19 @@ class ChatCompletionRequest(_GenerationRequest):
     metadata: Metadata = None
     tools: list | None = None
     tool_choice: str | dict | None = None
-    response_format: dict | None = None
+    response_format: ResponseFormat | None = None
     top_logprobs: int | None = None
 
     def check_supported(self) -> None:
         super().check_supported()
         if self.tools or self.tool_choice not in (None, "none"):
             raise BadRequest("tools and tool_choice are not supported", param="tools")
-        if self.response_format and self.response_format.get("type") != "text":
-            raise BadRequest("response_format other than text is not supported", param="response_format")
         if self.top_logprobs:
             raise BadRequest("top_logprobs is not supported", param="top_logprobs")
+
+    def sampling_params(self, max_tokens: int) -> SamplingParams:
+        schema = self.response_format.schema_text() if self.response_format else None
+        return dataclasses.replace(super().sampling_params(max_tokens), json_schema=schema)
 
     @property
     def requested_max_tokens(self) -> int | None:

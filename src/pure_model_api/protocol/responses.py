@@ -13,6 +13,7 @@ from pure_model_api.engine.params import Finished, SamplingParams
 from pure_model_api.errors import BadRequest
 from pure_model_api.protocol.limits import MAX_MESSAGES, Metadata, RequiredMetadata
 from pure_model_api.protocol.reply import Reply
+from pure_model_api.protocol.structured import TextOptions
 
 # Accepted, and cannot change the answer here.
 HARMLESS_FIELDS = {"service_tier", "parallel_tool_calls", "prompt_cache_key", "safety_identifier", "stream_options",
@@ -64,7 +65,7 @@ class ResponseRequest(BaseModel):
     tools: list | None = None
     tool_choice: str | dict | None = None
     reasoning: dict | None = None
-    text: dict | None = None
+    text: TextOptions | None = None
     background: bool | None = None
     include: list[str] | None = None
 
@@ -77,9 +78,6 @@ class ResponseRequest(BaseModel):
             raise BadRequest("tools are not supported", param="tools")
         if self.reasoning:
             raise BadRequest("reasoning is not supported", param="reasoning")
-        text_format = (self.text or {}).get("format") or {"type": "text"}
-        if text_format.get("type") != "text":
-            raise BadRequest("text.format other than text is not supported", param="text")
         if self.background:
             raise BadRequest("background responses are not supported", param="background")
         if self.include:
@@ -100,7 +98,8 @@ class ResponseRequest(BaseModel):
 
     def sampling_params(self, context_length: int) -> SamplingParams:
         max_tokens = self.max_output_tokens or min(DEFAULT_MAX_OUTPUT_TOKENS, context_length // 2)
-        return SamplingParams(max_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p)
+        return SamplingParams(max_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p,
+                              json_schema=self.text.format.schema_text() if self.text else None)
 
 
 class ConversationCreate(BaseModel):
@@ -233,7 +232,7 @@ class ResponseObject(Reply):
     store: bool
     temperature: float
     top_p: float
-    text: dict = {"format": {"type": "text"}}
+    text: TextOptions = TextOptions()
     tool_choice: str = "none"
     tools: list = Field(default_factory=list)
     truncation: str
@@ -273,7 +272,8 @@ class ResponseDraft:
             instructions=request.instructions, max_output_tokens=request.max_output_tokens, model=request.model,
             output=output, previous_response_id=request.previous_response_id,
             conversation=ConversationRef(id=cid) if cid else None, store=request.store,
-            temperature=request.temperature, top_p=request.top_p, truncation=request.truncation,
+            temperature=request.temperature, top_p=request.top_p, text=request.text or TextOptions(),
+            truncation=request.truncation,
             usage=ResponseUsage.of(finished) if finished else None, user=request.user,
             metadata=request.metadata or {},
         ).model_dump()

@@ -32,6 +32,7 @@ from pure_model_api.engine.inference import InProcessEngine
 from pure_model_api.engine.llamacpp.gguf_chat import GgufTokenizer
 from pure_model_api.engine.requests import Sequence, accept_token
 from pure_model_api.engine.sampling import choose_next_tokens
+from pure_model_api.engine.structured import llamacpp_vocabulary
 from pure_model_api.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,9 @@ class LlamaCppEngine(InProcessEngine):
     def _reset(self) -> None:
         for slot in self._running_slots():
             self._release(slot, keep_cache=False)  # a failed decode may have left part of a batch in the cache
+
+    def grammar_tokenizer(self):
+        return llamacpp_vocabulary(self.model, self.eos_ids)
 
     def _slot_for(self, prompt: list[int]) -> Slot:
         """A slot for `prompt`, holding as much of it as any cache has, and never more than matches

@@ -17,6 +17,7 @@ from pure_model_api.engine.inference import InProcessEngine
 from pure_model_api.engine.loading import LoadedModel, load_model
 from pure_model_api.engine.requests import Sequence, accept_token
 from pure_model_api.engine.sampling import choose_next_tokens, plain_greedy
+from pure_model_api.engine.structured import hf_vocabulary
 from pure_model_api.engine.transformers.batch import RunningBatch, cache_keyword_of, left_padded
 
 # Padded prompt tokens in one batched prefill. Sixteen short chats (about 40 tokens each) fit in
@@ -94,6 +95,10 @@ class TransformersEngine(InProcessEngine):
     def _reset(self) -> None:
         self.batch = RunningBatch.empty(self.device)
         self.joining = []
+
+    def grammar_tokenizer(self):
+        logits = self.model.get_output_embeddings().weight.shape[0]  # may pad past the tokenizer's vocabulary
+        return hf_vocabulary(self.tokenizer, logits, self.loaded.eos_ids)
 
     @torch.inference_mode()
     def _prefill(self, joining: list[Sequence]) -> None:

@@ -140,7 +140,7 @@ class VllmEngine(Engine):
 
     def sampling_params(self, params: SamplingParams):
         from vllm import SamplingParams as VllmSamplingParams
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         return VllmSamplingParams(
             max_tokens=params.max_tokens, temperature=0.0 if params.greedy else params.temperature,
@@ -149,9 +149,10 @@ class VllmEngine(Engine):
             presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
             seed=params.seed, stop=list(params.stop), ignore_eos=params.ignore_eos,
             stop_token_ids=[] if params.ignore_eos else self.eos_ids,
-            output_kind=RequestOutputKind.DELTA, skip_special_tokens=True)
+            output_kind=RequestOutputKind.DELTA, skip_special_tokens=True,
+            structured_outputs=StructuredOutputsParams(json=params.json_schema) if params.json_schema else None)
 
-    def _submit(self, prompt_ids: list[int], params: SamplingParams, on_end) -> VllmHandle:
+    def _submit(self, prompt_ids: list[int], params: SamplingParams, on_end, constraint) -> VllmHandle:
         return VllmHandle(self, prompt_ids, params, on_end)
 
     def health(self) -> str | None:
@@ -190,6 +191,7 @@ def _start_async_llm(source: str, options: EngineOptions):
         # setting wins.
         os.environ.setdefault("VLLM_USE_AOT_COMPILE", "0")
     from vllm import AsyncEngineArgs
+    from vllm.config import StructuredOutputsConfig
     from vllm.v1.engine.async_llm import AsyncLLM
 
     kv_gb = options.kv_cache_gb if options.kv_cache_gb is not None else (CPU_KV_CACHE_GB if on_cpu else None)
@@ -201,7 +203,9 @@ def _start_async_llm(source: str, options: EngineOptions):
         kv_cache_memory_bytes=int(kv_gb * GiB) if kv_gb is not None else None,
         tensor_parallel_size=options.tensor_parallel_size, pipeline_parallel_size=options.pipeline_parallel_size,
         distributed_executor_backend=options.distributed_executor_backend,
-        disable_log_stats=True)
+        disable_log_stats=True,
+        # structured outputs through llguidance, compact, as the in-process engines (engine/structured.py)
+        structured_outputs_config=StructuredOutputsConfig(backend="guidance", disable_any_whitespace=True))
     if on_cpu:
         log.info("starting vLLM on the CPU: its first start compiles the model (about 80-110 s on two "
                  "cores); later starts reuse the compile cache in ~/.cache/vllm")
