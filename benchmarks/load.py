@@ -79,18 +79,18 @@ async def stream_openai(client: httpx.AsyncClient, body: dict) -> tuple[float | 
 
 
 async def one_request(client: httpx.AsyncClient, session: str, prompt: str, max_tokens: int,
-                      ignore_eos: bool, result: LoadResult, protocol: str = "chat") -> None:
+                      ignore_eos: bool, result: LoadResult, protocol: str = "chat", extra: dict | None = None) -> None:
     started = time.perf_counter()
     try:
         if protocol == "chat":
             first, tokens, _ = await stream_chat(client, {
                 "message": prompt, "session_id": session, "temperature": 0, "max_tokens": max_tokens,
-                "ignore_eos": ignore_eos})
+                "ignore_eos": ignore_eos, **(extra or {})})
         else:
             fixed = {"ignore_eos": True, "min_tokens": max_tokens} if ignore_eos else {}  # vLLM; llama-cpp-python
             first, tokens, _ = await stream_openai(client, {
                 "model": "demo", "messages": [{"role": "user", "content": prompt}], "temperature": 0,
-                "max_tokens": max_tokens, **fixed})
+                "max_tokens": max_tokens, **fixed, **(extra or {})})
     except (httpx.HTTPError, RuntimeError):
         result.errors += 1
         return
@@ -103,7 +103,8 @@ async def one_request(client: httpx.AsyncClient, session: str, prompt: str, max_
 
 
 async def run_load(url: str, concurrency: int, requests_per_client: int, max_tokens: int,
-                   ignore_eos: bool = True, protocol: str = "chat") -> LoadResult:
+                   ignore_eos: bool = True, protocol: str = "chat", extra: dict | None = None) -> LoadResult:
+    """`extra`: more fields for every request's body (a response_format, say)."""
     result = LoadResult(concurrency)
     run_id = uuid.uuid4().hex[:8]  # fresh sessions every run: no history grows between runs
     limits = httpx.Limits(max_connections=concurrency + 4)
@@ -112,7 +113,7 @@ async def run_load(url: str, concurrency: int, requests_per_client: int, max_tok
             for turn in range(requests_per_client):
                 prompt = PROMPTS[(index + turn) % len(PROMPTS)]
                 await one_request(client, f"load-{run_id}-{index}-{turn}", prompt, max_tokens, ignore_eos,
-                                  result, protocol)
+                                  result, protocol, extra)
 
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(i) for i in range(concurrency)))
@@ -121,5 +122,6 @@ async def run_load(url: str, concurrency: int, requests_per_client: int, max_tok
 
 
 def load(url: str, concurrency: int, requests_per_client: int, max_tokens: int, ignore_eos: bool = True,
-         protocol: str = "chat") -> dict:
-    return asyncio.run(run_load(url, concurrency, requests_per_client, max_tokens, ignore_eos, protocol)).summary()
+         protocol: str = "chat", extra: dict | None = None) -> dict:
+    return asyncio.run(run_load(url, concurrency, requests_per_client, max_tokens, ignore_eos, protocol,
+                                extra)).summary()

@@ -218,7 +218,7 @@ class ChatService:
                     self.requests_served += 1
                     self.observer.generation_finished(event)
                 elif "\x00" in event.text:
-                    event = TextDelta(event.text.replace("\x00", "\ufffd"))
+                    event = dataclasses.replace(event, text=event.text.replace("\x00", "\ufffd"))
                 yield event
 
     # ---- edits of stored conversations: each under the conversation's lock, checked there ----

@@ -123,7 +123,7 @@ def test_context_overflow_is_a_bad_request_with_counts(client):
 
 
 @pytest.mark.parametrize("extra", [{"n": 2}, {"tools": [{"type": "function", "function": {"name": "f"}}]},
-                                   {"logprobs": True}, {"response_format": {"type": "json_schema"}}])
+                                   {"logit_bias": {"12": 5}}, {"response_format": {"type": "json_schema"}}])
 def test_unsupported_fields_are_named(client, extra):
     with pytest.raises(openai.BadRequestError) as error:
         client.chat.completions.create(model="demo", max_tokens=4, messages=[{"role": "user", "content": "hi"}],

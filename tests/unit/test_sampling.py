@@ -50,3 +50,14 @@ def test_penalties_push_repeated_tokens_down():
     assert present[1] == 2.0 and present[2] == 2.5
     damped = apply_penalties(LOGITS, SamplingParams(repetition_penalty=2.0), prompt, [1])
     assert damped[1] == 1.5 and damped[0] == 0.5 and damped[2] == 2.5
+
+
+def test_log_probabilities_are_the_raw_distributions_with_the_likeliest_first():
+    from pure_model_api.engine.sampling import token_logprobs
+
+    expected = LOGITS.astype(np.float64) - np.log(np.exp(LOGITS.astype(np.float64)).sum())
+    chosen, top = token_logprobs(LOGITS, 3, 3)
+    assert chosen == pytest.approx(expected[3])
+    assert [i for i, _ in top] == [1, 2, 0]
+    assert [v for _, v in top] == pytest.approx(expected[[1, 2, 0]])
+    assert token_logprobs(LOGITS, 1, 0)[1] == [] and len(token_logprobs(LOGITS, 1, 99)[1]) == LOGITS.size

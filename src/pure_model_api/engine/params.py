@@ -20,6 +20,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False  # benchmarks: every reply runs to max_tokens
     json_schema: str | None = None  # the reply is JSON matching this schema (JSON text); see structured.py
+    logprobs: int | None = None  # each reply token's log-probability and this many likeliest alternatives
 
     @property
     def greedy(self) -> bool:
@@ -36,10 +37,23 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One reply token: its text, its log-probability under the model's own distribution (before
+    temperature, penalties and any grammar, as vLLM reports by default), and the likeliest
+    alternatives as (text, log-probability), most likely first."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class TextDelta:
-    """New reply text; never splits a character."""
+    """New reply text; never splits a character. `logprobs`: the tokens it came from, where asked
+    (text held back for a whole character or a stop string comes with the later delta's tokens)."""
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,3 +67,4 @@ class Finished:
     time_to_first_token_s: float = 0.0
     time_per_output_token_s: float = 0.0
     cached_tokens: int = 0  # prompt tokens whose KV cache the engine reused (0 where it cannot tell)
+    logprobs: tuple[TokenLogprob, ...] | None = None  # every reply token's, where asked

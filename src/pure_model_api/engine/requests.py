@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
+from pure_model_api.engine.params import Finished, SamplingParams, TextDelta, TokenLogprob
 from pure_model_api.engine.sampling import make_generator
 from pure_model_api.engine.text import IncrementalDecoder, StopStringFilter
 from pure_model_api.errors import ApiError, GenerationCancelled
@@ -34,6 +34,9 @@ class Sequence:
         self.first_token_at: float | None = None
         self.cached_tokens = 0  # prompt tokens whose KV cache an earlier request left (llama.cpp)
         self.constraint = None  # an OutputConstraint when the reply must match a JSON schema
+        self.token_logprob = None  # (log-probability, [(id, log-probability)]) of the token just drawn, where asked
+        self.logprobs: list[TokenLogprob] = []  # every reply token's, where asked
+        self.unsent_logprobs: list[TokenLogprob] = []  # those of tokens whose text is still held back
 
     @property
     def reserved_tokens(self) -> int:
@@ -42,13 +45,25 @@ class Sequence:
     def send_text(self, text: str) -> None:
         if text:
             self.text_parts.append(text)
-            self.emit(TextDelta(text))
+            self.emit(TextDelta(text, tuple(self.unsent_logprobs)))
+            self.unsent_logprobs = []
+
+    def note_logprob(self, token: int) -> None:
+        """Name the token just drawn and its alternatives (what `choose_next_tokens` measured)."""
+        logprob, top = self.token_logprob
+        decode = self.decoder.tokenizer.decode
+        entry = TokenLogprob(decode([token]), logprob, tuple((decode([i]), value) for i, value in top))
+        self.logprobs.append(entry)
+        self.unsent_logprobs.append(entry)
+        self.token_logprob = None
 
     def finish(self, reason: str) -> None:
         if not self.stop_filter.stopped:  # what the decoder still holds came before any stop string
             self.send_text(self.stop_filter.push(self.decoder.flush()))
         if not self.stop_filter.stopped:
             self.send_text(self.stop_filter.flush())
+        if self.unsent_logprobs:  # tokens whose text a stop string took: a stream still gets every token
+            self.emit(TextDelta("", tuple(self.unsent_logprobs)))
         now = time.perf_counter()
         first = self.first_token_at or now
         decoded = max(len(self.reply_ids) - 1, 1)
@@ -57,6 +72,7 @@ class Sequence:
             prompt_tokens=len(self.prompt_ids), completion_tokens=len(self.reply_ids),
             time_to_first_token_s=first - self.submitted_at,
             time_per_output_token_s=(now - first) / decoded, cached_tokens=self.cached_tokens,
+            logprobs=tuple(self.logprobs) if self.params.logprobs is not None else None,
         ))
 
 
@@ -72,6 +88,8 @@ def accept_token(sequence: Sequence, token: int, eos_ids: set[int], context_leng
         sequence.finish("stop")
         return False
     sequence.reply_ids.append(token)
+    if sequence.token_logprob is not None:
+        sequence.note_logprob(token)
     if sequence.constraint is not None and not sequence.constraint.accept(token):  # its mask allowed it: a bug
         sequence.emit(ApiError(f"the output grammar refused a token it allowed ({token})"))
         return False

@@ -19,8 +19,20 @@ def make_generator(seed: int | None) -> np.random.Generator:
 
 
 def plain_greedy(rows: list) -> bool:
-    """Every row greedy without penalties or a grammar: the batch takes one argmax, wherever its logits are."""
-    return all(row.params.greedy and not row.params.needs_penalties and row.constraint is None for row in rows)
+    """Every row greedy, with no penalties, grammar or log-probabilities: the batch takes one argmax,
+    wherever its logits are."""
+    return all(row.params.greedy and not row.params.needs_penalties and row.constraint is None
+               and row.params.logprobs is None for row in rows)
+
+
+def token_logprobs(logits: np.ndarray, token: int, top: int) -> tuple[float, list[tuple[int, float]]]:
+    """`token`'s log-probability under one row of raw logits, and the `top` likeliest (id, log-probability)."""
+    row = logits.astype(np.float64)
+    shifted = row - row.max()
+    logprobs = shifted - np.log(np.exp(shifted).sum())
+    ids = np.argpartition(-logprobs, top)[:top] if 0 < top < logprobs.size else np.arange(min(top, logprobs.size))
+    ids = ids[np.argsort(-logprobs[ids], kind="stable")]
+    return float(logprobs[token]), [(int(i), float(logprobs[i])) for i in ids]
 
 
 def apply_penalties(logits: np.ndarray, params: SamplingParams, prompt_ids: list[int],
@@ -63,10 +75,13 @@ def choose_next_tokens(logits: np.ndarray, rows: list) -> list[int]:
         return np.argmax(logits, axis=-1).tolist()
     chosen = []
     for index, row in enumerate(rows):
-        row_logits = logits[index]
+        row_logits = raw = logits[index]
         if row.params.needs_penalties:
             row_logits = apply_penalties(row_logits, row.params, row.prompt_ids, row.reply_ids)
         if row.constraint is not None:  # after the penalties, so they choose among allowed tokens only
             row_logits = row.constraint.mask(row_logits)
-        chosen.append(sample_row(row_logits, row.params, row.generator))
+        token = sample_row(row_logits, row.params, row.generator)
+        if row.params.logprobs is not None:  # the model's own distribution, as vLLM reports by default
+            row.token_logprob = token_logprobs(raw, token, row.params.logprobs)
+        chosen.append(token)
     return chosen

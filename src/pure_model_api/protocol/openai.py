@@ -15,6 +15,7 @@ from pure_model_api.protocol.limits import MAX_MESSAGES, Metadata, Seed, Stop
 from pure_model_api.protocol.reply import Reply
 from pure_model_api.protocol.structured import ResponseFormat
 
+MAX_TOP_LOGPROBS = 20  # as vLLM's default max_logprobs
 # Fields the service accepts but that cannot change the answer here.
 HARMLESS_EXTRA_FIELDS = {"metadata", "store", "service_tier", "parallel_tool_calls"}
 
@@ -67,7 +68,6 @@ class _GenerationRequest(BaseModel):
     user: str | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    logprobs: bool | int | None = None
     logit_bias: dict[str, float] | None = None
 
     def check_supported(self) -> None:
@@ -77,8 +77,6 @@ class _GenerationRequest(BaseModel):
         unknown = sorted(set(self.model_extra or {}) - HARMLESS_EXTRA_FIELDS)
         if unknown:
             raise BadRequest(f"unsupported field(s): {', '.join(unknown)}", param=unknown[0])
-        if self.logprobs:
-            raise BadRequest("logprobs are not supported", param="logprobs")
         if self.logit_bias:
             raise BadRequest("logit_bias is not supported", param="logit_bias")
 
@@ -86,7 +84,12 @@ class _GenerationRequest(BaseModel):
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         return SamplingParams(max_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p,
                               seed=self.seed, stop=stop, presence_penalty=self.presence_penalty,
-                              frequency_penalty=self.frequency_penalty)
+                              frequency_penalty=self.frequency_penalty, logprobs=self.logprob_alternatives)
+
+    @property
+    def logprob_alternatives(self) -> int | None:
+        """None: no log-probabilities; n: each token's and its n likeliest alternatives."""
+        return None
 
     @property
     def include_usage(self) -> bool:
@@ -101,14 +104,19 @@ class ChatCompletionRequest(_GenerationRequest):
     tools: list | None = None
     tool_choice: str | dict | None = None
     response_format: ResponseFormat | None = None
-    top_logprobs: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
 
     def check_supported(self) -> None:
         super().check_supported()
         if self.tools or self.tool_choice not in (None, "none"):
             raise BadRequest("tools and tool_choice are not supported", param="tools")
-        if self.top_logprobs:
-            raise BadRequest("top_logprobs is not supported", param="top_logprobs")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise BadRequest("top_logprobs needs logprobs: true", param="top_logprobs")
+
+    @property
+    def logprob_alternatives(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def sampling_params(self, max_tokens: int) -> SamplingParams:
         schema = self.response_format.schema_text() if self.response_format else None
@@ -128,6 +136,7 @@ class CompletionRequest(_GenerationRequest):
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = None
+    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
 
     def check_supported(self) -> None:
         super().check_supported()
@@ -139,6 +148,10 @@ class CompletionRequest(_GenerationRequest):
             raise BadRequest("suffix is not supported", param="suffix")
         if self.best_of not in (None, 1):
             raise BadRequest("best_of is not supported", param="best_of")
+
+    @property
+    def logprob_alternatives(self) -> int | None:
+        return self.logprobs
 
     @property
     def prompt_text(self) -> str:
@@ -174,6 +187,56 @@ class UsageObject(Reply):
                    prompt_tokens_details=PromptTokensDetails(cached_tokens=finished.cached_tokens))
 
 
+class TopLogprob(Reply):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+    @classmethod
+    def of(cls, token: str, logprob: float) -> TopLogprob:
+        return cls(token=token, logprob=_finite(logprob), bytes=list(token.encode()))
+
+
+class TokenLogprobObject(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(Reply):
+    """A chat choice's `logprobs`: one entry per reply token."""
+
+    content: list[TokenLogprobObject]
+    refusal: None = None
+
+    @classmethod
+    def of(cls, entries) -> ChatLogprobs:
+        return cls(content=[TokenLogprobObject(**TopLogprob.of(e.token, e.logprob).model_dump(),
+                                               top_logprobs=[TopLogprob.of(t, v) for t, v in e.top])
+                            for e in entries])
+
+
+class CompletionLogprobs(Reply):
+    """A completion choice's `logprobs`, in the legacy shape: parallel lists, offsets into the text."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+    @classmethod
+    def of(cls, entries, offset: int = 0) -> CompletionLogprobs:
+        offsets = []
+        for entry in entries:
+            offsets.append(offset)
+            offset += len(entry.token)
+        return cls(tokens=[e.token for e in entries], token_logprobs=[_finite(e.logprob) for e in entries],
+                   top_logprobs=[{t: _finite(v) for t, v in e.top} for e in entries], text_offset=offsets)
+
+
+def _finite(logprob: float) -> float:
+    """JSON has no -Infinity: an impossible token is -9999.0, as vLLM's server writes it."""
+    return max(logprob, -9999.0)
+
+
 class AssistantMessage(Reply):
     role: Literal["assistant"] = "assistant"
     content: str
@@ -183,14 +246,14 @@ class ChatChoice(Reply):
     index: int = 0
     message: AssistantMessage
     finish_reason: str
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class CompletionChoice(Reply):
     index: int = 0
     text: str
     finish_reason: str
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class _Envelope(Reply):
@@ -214,11 +277,13 @@ class Completion(_Envelope):
 
 def completion_reply(chat: bool, request_id: str, model: str, finished: Finished) -> dict:
     """The whole answer of /v1/chat/completions (`chat`) or /v1/completions."""
-    usage = UsageObject.of(finished)
+    usage, logprobs = UsageObject.of(finished), finished.logprobs
     if chat:
-        choice = ChatChoice(message=AssistantMessage(content=finished.text), finish_reason=finished.finish_reason)
+        choice = ChatChoice(message=AssistantMessage(content=finished.text), finish_reason=finished.finish_reason,
+                            logprobs=ChatLogprobs.of(logprobs) if logprobs is not None else None)
         return ChatCompletion(id=request_id, model=model, choices=[choice], usage=usage).model_dump()
-    choice = CompletionChoice(text=finished.text, finish_reason=finished.finish_reason)
+    choice = CompletionChoice(text=finished.text, finish_reason=finished.finish_reason,
+                              logprobs=CompletionLogprobs.of(logprobs) if logprobs is not None else None)
     return Completion(id=request_id, model=model, choices=[choice], usage=usage).model_dump()
 
 
@@ -231,14 +296,14 @@ class ChatChunkChoice(Reply):
     index: int = 0
     delta: ChunkDelta
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class CompletionChunkChoice(Reply):
     index: int = 0
     text: str = ""
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class ChatCompletionChunk(_Envelope):
@@ -258,9 +323,10 @@ class Chunks:
     names only what it carries (`role` in the first, `content` after); `usage` is in every
     chunk only when the client asked for it (null, then the totals in a last chunk of its own)."""
 
-    def __init__(self, chat: bool, request_id: str, model: str, include_usage: bool):
-        self.chat, self.include_usage = chat, include_usage
+    def __init__(self, chat: bool, request_id: str, model: str, include_usage: bool, logprobs: bool = False):
+        self.chat, self.include_usage, self.logprobs = chat, include_usage, logprobs
         self.envelope = {"id": request_id, "model": model, "created": int(time.time())}
+        self.offset = 0  # into the text so far: a completion's text_offset
 
     def _dump(self, chunk: _Envelope) -> dict:
         body = chunk.model_dump(exclude=None if self.include_usage else {"usage"})
@@ -269,13 +335,19 @@ class Chunks:
                 choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
         return body
 
-    def text(self, text: str | None = None, *, finish_reason: str | None = None, first: bool = False) -> dict:
+    def text(self, text: str | None = None, *, finish_reason: str | None = None, first: bool = False,
+             logprobs=()) -> dict:
+        """A chunk of text; `logprobs`: its tokens', shown when the request asked for them."""
+        shown = self.logprobs and not first and finish_reason is None
         if self.chat:
             delta = ChunkDelta(role="assistant", content="") if first else ChunkDelta(content=text)
-            return self._dump(ChatCompletionChunk(**self.envelope, choices=[
-                ChatChunkChoice(delta=delta, finish_reason=finish_reason)]))
-        return self._dump(CompletionChunk(**self.envelope, choices=[
-            CompletionChunkChoice(text=text or "", finish_reason=finish_reason)]))
+            return self._dump(ChatCompletionChunk(**self.envelope, choices=[ChatChunkChoice(
+                delta=delta, finish_reason=finish_reason, logprobs=ChatLogprobs.of(logprobs) if shown else None)]))
+        chunk = CompletionChunk(**self.envelope, choices=[CompletionChunkChoice(
+            text=text or "", finish_reason=finish_reason,
+            logprobs=CompletionLogprobs.of(logprobs, self.offset) if shown else None)])
+        self.offset += len(text or "")
+        return self._dump(chunk)
 
     def usage(self, finished: Finished) -> dict:
         kind = ChatCompletionChunk if self.chat else CompletionChunk

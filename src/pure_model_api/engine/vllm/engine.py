@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pure_model_api.engine.base import Engine, EngineOptions, EngineStats
 from pure_model_api.engine.lifeline import mark_children
-from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
+from pure_model_api.engine.params import Finished, SamplingParams, TextDelta, TokenLogprob
 from pure_model_api.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class VllmHandle:
         started = time.perf_counter()
         first_token_at = None
         parts: list[str] = []
+        every: list[TokenLogprob] = []
         tokens = 0
         try:
             stream = self.engine.llm.generate(TokensPrompt(prompt_token_ids=self.prompt_ids),
@@ -93,9 +94,12 @@ class VllmHandle:
                     tokens += len(completion.token_ids)  # DELTA outputs carry only the new ids
                     if first_token_at is None and tokens:
                         first_token_at = time.perf_counter()
-                    if completion.text:
+                    logprobs = _logprobs(completion, self.params.logprobs,
+                                         () if self.params.ignore_eos else self.engine.eos_ids)
+                    every.extend(logprobs)
+                    if completion.text or logprobs:
                         parts.append(completion.text)
-                        yield TextDelta(completion.text)
+                        yield TextDelta(completion.text, logprobs)
                     if output.finished:
                         now = time.perf_counter()
                         first = first_token_at or now
@@ -104,7 +108,8 @@ class VllmHandle:
                             prompt_tokens=len(self.prompt_ids), completion_tokens=tokens,
                             time_to_first_token_s=first - started,
                             time_per_output_token_s=(now - first) / max(tokens - 1, 1),
-                            cached_tokens=output.num_cached_tokens or 0)
+                            cached_tokens=output.num_cached_tokens or 0,
+                            logprobs=tuple(every) if self.params.logprobs is not None else None)
                         return
         finally:
             self.on_end()
@@ -150,7 +155,8 @@ class VllmEngine(Engine):
             seed=params.seed, stop=list(params.stop), ignore_eos=params.ignore_eos,
             stop_token_ids=[] if params.ignore_eos else self.eos_ids,
             output_kind=RequestOutputKind.DELTA, skip_special_tokens=True,
-            structured_outputs=StructuredOutputsParams(json=params.json_schema) if params.json_schema else None)
+            structured_outputs=StructuredOutputsParams(json=params.json_schema) if params.json_schema else None,
+            logprobs=params.logprobs)
 
     def _submit(self, prompt_ids: list[int], params: SamplingParams, on_end, constraint) -> VllmHandle:
         return VllmHandle(self, prompt_ids, params, on_end)
@@ -231,3 +237,20 @@ def _vllm_dtype(dtype: str, on_cpu: bool) -> str:
 def _finish_reason(reason: str | None) -> str:
     return "length" if reason == "length" else "stop"
 
+
+
+def _logprobs(completion, top: int | None, ends) -> tuple[TokenLogprob, ...]:
+    """vLLM's log-probabilities of the tokens new in this output (its ranks order the alternatives),
+    leaving out the end of turn, which the reply's text leaves out too (as the other engines do)."""
+    if top is None or not completion.logprobs:
+        return ()
+    entries = []
+    for token, candidates in zip(completion.token_ids, completion.logprobs):
+        if token in ends:
+            continue
+        chosen = candidates[token]
+        likeliest = sorted((c for c in candidates.values() if c.rank is not None and c.rank <= top),
+                           key=lambda c: c.rank)
+        entries.append(TokenLogprob(chosen.decoded_token or "", chosen.logprob,
+                                    tuple((c.decoded_token or "", c.logprob) for c in likeliest)))
+    return tuple(entries)

@@ -81,7 +81,7 @@ async def _complete(request: Request, body, turn: Turn, chat: bool):
     request_id = new_id("chatcmpl" if chat else "cmpl", "-")
     if body.stream:
         stream = await started(service.turn_stream(turn))  # what fails before any output is an HTTP error
-        chunks = Chunks(chat, request_id, body.model, body.include_usage)
+        chunks = Chunks(chat, request_id, body.model, body.include_usage, body.logprob_alternatives is not None)
         events = ending_in_error_event(_chunks(stream, chunks), lambda error: sse_event(error_body("/v1", error)),
                                        "completion", last="data: [DONE]\n\n")
         return event_stream(events, on_close=stream.aclose)
@@ -99,4 +99,4 @@ async def _chunks(stream, chunks: Chunks):
                 if chunks.include_usage:
                     yield sse_event(chunks.usage(item.finish))
             else:
-                yield sse_event(chunks.text(item.text))
+                yield sse_event(chunks.text(item.text, logprobs=item.logprobs))
