@@ -70,6 +70,37 @@ async def last_of(stream: AsyncIterator, kind: type):
     return found
 
 
+async def merged(streams: list[AsyncIterator]) -> AsyncIterator[tuple[int, object]]:
+    """The streams' items as they come, each with its stream's index; the first failure ends all."""
+    queue: asyncio.Queue = asyncio.Queue()
+    done = object()
+
+    async def pump(index: int, stream: AsyncIterator) -> None:
+        try:
+            async with contextlib.aclosing(stream) as items:
+                async for item in items:
+                    queue.put_nowait((index, item))
+            queue.put_nowait((index, done))
+        except Exception as error:  # noqa: BLE001 - handed to the consumer, which raises it
+            queue.put_nowait((index, error))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        running = len(tasks)
+        while running:
+            index, item = await queue.get()
+            if item is done:
+                running -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield index, item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class GenerationObserver:
     """What the service reports about each generation; server/metrics.py implements it."""
 
@@ -164,6 +195,24 @@ class ChatService:
                 stored = await asyncio.to_thread(self.store.add_turn, turn.owner, turn.conversation_id,
                                                  turn.inputs, [output], kept, turn.create)
         yield TurnResult(finish=finished, output=output, response=response, rounds_dropped=dropped, stored=stored)
+
+    async def choices_stream(self, turn: Turn, n: int) -> AsyncIterator[tuple[int, TextDelta | TurnResult]]:
+        """`n` independent choices of one stateless turn (/v1's `n`), generated side by side:
+        (choice index, item) as each arrives. With a seed, choice i samples with seed + i, so the
+        choices differ and a request repeats. A choice that fails fails them all."""
+        if n == 1:
+            async with contextlib.aclosing(self.turn_stream(turn)) as items:
+                async for item in items:
+                    yield 0, item
+            return
+        engine = self.require_engine()
+        if n > engine.options.max_batch_size:
+            raise BadRequest(f"n is at most {engine.options.max_batch_size} here (--max-batch-size)", param="n")
+        seeds = [None if turn.params.seed is None else turn.params.seed + i for i in range(n)]
+        turns = [dataclasses.replace(turn, params=dataclasses.replace(turn.params, seed=seed)) for seed in seeds]
+        async with contextlib.aclosing(merged([self.turn_stream(t) for t in turns])) as items:
+            async for item in items:
+                yield item
 
     def _history(self, turn: Turn) -> list[Message]:
         if turn.conversation_id is not None:

@@ -72,8 +72,6 @@ class _GenerationRequest(BaseModel):
 
     def check_supported(self) -> None:
         """A 400 naming any field that would change the answer's meaning and is not implemented."""
-        if self.n != 1:
-            raise BadRequest("n > 1 is not supported: send one request per choice", param="n")
         unknown = sorted(set(self.model_extra or {}) - HARMLESS_EXTRA_FIELDS)
         if unknown:
             raise BadRequest(f"unsupported field(s): {', '.join(unknown)}", param=unknown[0])
@@ -181,10 +179,11 @@ class UsageObject(Reply):
     prompt_tokens_details: PromptTokensDetails
 
     @classmethod
-    def of(cls, finished: Finished) -> UsageObject:
-        return cls(prompt_tokens=finished.prompt_tokens, completion_tokens=finished.completion_tokens,
-                   total_tokens=finished.prompt_tokens + finished.completion_tokens,
-                   prompt_tokens_details=PromptTokensDetails(cached_tokens=finished.cached_tokens))
+    def of(cls, finishes: list[Finished]) -> UsageObject:
+        """One request's usage, however many choices: the prompt counted once, every choice's tokens."""
+        prompt, completion = finishes[0].prompt_tokens, sum(f.completion_tokens for f in finishes)
+        return cls(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+                   prompt_tokens_details=PromptTokensDetails(cached_tokens=finishes[0].cached_tokens))
 
 
 class TopLogprob(Reply):
@@ -275,16 +274,18 @@ class Completion(_Envelope):
     usage: UsageObject
 
 
-def completion_reply(chat: bool, request_id: str, model: str, finished: Finished) -> dict:
-    """The whole answer of /v1/chat/completions (`chat`) or /v1/completions."""
-    usage, logprobs = UsageObject.of(finished), finished.logprobs
+def completion_reply(chat: bool, request_id: str, model: str, finishes: list[Finished]) -> dict:
+    """The whole answer of /v1/chat/completions (`chat`) or /v1/completions: a choice per Finished."""
+    usage = UsageObject.of(finishes)
     if chat:
-        choice = ChatChoice(message=AssistantMessage(content=finished.text), finish_reason=finished.finish_reason,
-                            logprobs=ChatLogprobs.of(logprobs) if logprobs is not None else None)
-        return ChatCompletion(id=request_id, model=model, choices=[choice], usage=usage).model_dump()
-    choice = CompletionChoice(text=finished.text, finish_reason=finished.finish_reason,
-                              logprobs=CompletionLogprobs.of(logprobs) if logprobs is not None else None)
-    return Completion(id=request_id, model=model, choices=[choice], usage=usage).model_dump()
+        choices = [ChatChoice(index=i, message=AssistantMessage(content=f.text), finish_reason=f.finish_reason,
+                              logprobs=ChatLogprobs.of(f.logprobs) if f.logprobs is not None else None)
+                   for i, f in enumerate(finishes)]
+        return ChatCompletion(id=request_id, model=model, choices=choices, usage=usage).model_dump()
+    choices = [CompletionChoice(index=i, text=f.text, finish_reason=f.finish_reason,
+                                logprobs=CompletionLogprobs.of(f.logprobs) if f.logprobs is not None else None)
+               for i, f in enumerate(finishes)]
+    return Completion(id=request_id, model=model, choices=choices, usage=usage).model_dump()
 
 
 class ChunkDelta(Reply):
@@ -326,7 +327,7 @@ class Chunks:
     def __init__(self, chat: bool, request_id: str, model: str, include_usage: bool, logprobs: bool = False):
         self.chat, self.include_usage, self.logprobs = chat, include_usage, logprobs
         self.envelope = {"id": request_id, "model": model, "created": int(time.time())}
-        self.offset = 0  # into the text so far: a completion's text_offset
+        self.offsets: dict[int, int] = {}  # choice -> length of its text so far: a completion's text_offset
 
     def _dump(self, chunk: _Envelope) -> dict:
         body = chunk.model_dump(exclude=None if self.include_usage else {"usage"})
@@ -335,23 +336,25 @@ class Chunks:
                 choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
         return body
 
-    def text(self, text: str | None = None, *, finish_reason: str | None = None, first: bool = False,
-             logprobs=()) -> dict:
-        """A chunk of text; `logprobs`: its tokens', shown when the request asked for them."""
+    def text(self, text: str | None = None, *, index: int = 0, finish_reason: str | None = None,
+             first: bool = False, logprobs=()) -> dict:
+        """A chunk of choice `index`'s text; `logprobs`: its tokens', shown when the request asked."""
         shown = self.logprobs and not first and finish_reason is None
         if self.chat:
             delta = ChunkDelta(role="assistant", content="") if first else ChunkDelta(content=text)
             return self._dump(ChatCompletionChunk(**self.envelope, choices=[ChatChunkChoice(
-                delta=delta, finish_reason=finish_reason, logprobs=ChatLogprobs.of(logprobs) if shown else None)]))
+                index=index, delta=delta, finish_reason=finish_reason,
+                logprobs=ChatLogprobs.of(logprobs) if shown else None)]))
+        offset = self.offsets.get(index, 0)
         chunk = CompletionChunk(**self.envelope, choices=[CompletionChunkChoice(
-            text=text or "", finish_reason=finish_reason,
-            logprobs=CompletionLogprobs.of(logprobs, self.offset) if shown else None)])
-        self.offset += len(text or "")
+            index=index, text=text or "", finish_reason=finish_reason,
+            logprobs=CompletionLogprobs.of(logprobs, offset) if shown else None)])
+        self.offsets[index] = offset + len(text or "")
         return self._dump(chunk)
 
-    def usage(self, finished: Finished) -> dict:
+    def usage(self, finishes: list[Finished]) -> dict:
         kind = ChatCompletionChunk if self.chat else CompletionChunk
-        return self._dump(kind(**self.envelope, choices=[], usage=UsageObject.of(finished)))
+        return self._dump(kind(**self.envelope, choices=[], usage=UsageObject.of(finishes)))
 
 
 class ModelCard(Reply):

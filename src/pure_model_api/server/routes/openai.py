@@ -27,7 +27,7 @@ from pure_model_api.server.streaming import (
     sse_event,
     started,
 )
-from pure_model_api.service import Turn, TurnResult, last_of
+from pure_model_api.service import Turn, TurnResult
 
 router = APIRouter(prefix="/v1")
 
@@ -80,23 +80,37 @@ async def _complete(request: Request, body, turn: Turn, chat: bool):
     service = request.app.state.service
     request_id = new_id("chatcmpl" if chat else "cmpl", "-")
     if body.stream:
-        stream = await started(service.turn_stream(turn))  # what fails before any output is an HTTP error
+        stream = await started(service.choices_stream(turn, body.n))  # what fails before any output is an HTTP error
         chunks = Chunks(chat, request_id, body.model, body.include_usage, body.logprob_alternatives is not None)
-        events = ending_in_error_event(_chunks(stream, chunks), lambda error: sse_event(error_body("/v1", error)),
+        events = ending_in_error_event(_chunks(stream, chunks, body.n),
+                                       lambda error: sse_event(error_body("/v1", error)),
                                        "completion", last="data: [DONE]\n\n")
         return event_stream(events, on_close=stream.aclose)
-    result = await cancel_on_disconnect(request, last_of(service.turn_stream(turn), TurnResult))
-    return completion_reply(chat, request_id, body.model, result.finish)
+    finishes = await cancel_on_disconnect(request, _finishes(service.choices_stream(turn, body.n), body.n))
+    return completion_reply(chat, request_id, body.model, finishes)
 
 
-async def _chunks(stream, chunks: Chunks):
+async def _finishes(stream, n: int) -> list:
+    """Each choice's Finished, in choice order."""
+    finishes = [None] * n
+    async with contextlib.aclosing(stream) as items:
+        async for index, item in items:
+            if isinstance(item, TurnResult):
+                finishes[index] = item.finish
+    return finishes
+
+
+async def _chunks(stream, chunks: Chunks, n: int):
     async with contextlib.aclosing(stream) as items:
         if chunks.chat:
-            yield sse_event(chunks.text(first=True))
-        async for item in items:
+            for index in range(n):
+                yield sse_event(chunks.text(index=index, first=True))
+        finishes = {}
+        async for index, item in items:
             if isinstance(item, TurnResult):
-                yield sse_event(chunks.text(finish_reason=item.finish.finish_reason))
-                if chunks.include_usage:
-                    yield sse_event(chunks.usage(item.finish))
+                finishes[index] = item.finish
+                yield sse_event(chunks.text(index=index, finish_reason=item.finish.finish_reason))
             else:
-                yield sse_event(chunks.text(item.text, logprobs=item.logprobs))
+                yield sse_event(chunks.text(item.text, index=index, logprobs=item.logprobs))
+        if chunks.include_usage:
+            yield sse_event(chunks.usage([finishes[i] for i in sorted(finishes)]))
