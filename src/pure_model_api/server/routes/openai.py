@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from fastapi import APIRouter, Request
@@ -60,7 +61,9 @@ async def chat_completions(request: Request):
     _check_model(request, body.model)
     body.check_supported()
     max_tokens = body.requested_max_tokens
-    turn = Turn(request.state.owner, body.input_messages(), body.sampling_params(max_tokens or 1), truncate=False,
+    # in a worker thread: a JSON schema is compiled to check it, at a cost in its size (up to the body limit)
+    params = await asyncio.to_thread(body.sampling_params, max_tokens or 1)
+    turn = Turn(request.state.owner, body.input_messages(), params, truncate=False,
                 fill_context=max_tokens is None)
     return await _complete(request, body, turn, chat=True)
 

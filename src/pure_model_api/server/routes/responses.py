@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 
@@ -51,7 +52,8 @@ async def create_response(request: Request):
     if body.previous_response_id is not None:  # a conversation is checked by the turn, under its lock
         await service.response(owner, body.previous_response_id, param="previous_response_id")
     draft = ResponseDraft(body)
-    turn = Turn(owner, body.input_messages(), body.sampling_params(engine.context_length),
+    params = await asyncio.to_thread(body.sampling_params, engine.context_length)  # a schema's check, off the loop
+    turn = Turn(owner, body.input_messages(), params,
                 conversation_id=body.conversation_id, previous_response_id=body.previous_response_id,
                 system=body.instructions, create=False, truncate=body.truncation == "auto", response=draft,
                 store_response=body.store)
