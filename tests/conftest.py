@@ -64,6 +64,18 @@ def demo_server(tmp_path_factory, engine_name):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def openai_server(tmp_path_factory, engine_name):
+    """A second demo server per engine, for the /v1 features an agent uses (n choices, schemas,
+    log-probabilities). On llama.cpp a greedy reply can change with what else the KV cache holds
+    (where its cells land), and several tests on `demo_server` compare two replies made in turn:
+    traffic of their own, several choices at once most of all, stays off that server."""
+    db = tmp_path_factory.mktemp(f"openai-{engine_name}") / "conversations.sqlite3"
+    server = ServerProcess(db=db, engine=engine_name).start()
+    yield server
+    server.stop()
+
+
 # The fast tier (`make check`) leaves these out; `make test` runs everything. Each costs minutes, or
 # needs a server beside the service (PostgreSQL, nginx, Chromium).
 SLOW_MODULES = {

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 GiB = 1 << 30
 CPU_KV_CACHE_GB = 2.0  # default KV cache on a CPU: 2 GiB holds ~90k tokens of the demo model in bf16
+SHUTDOWN_TIMEOUT_S = 30.0  # for vLLM's engine core to stop (its worker first) before it is killed
 
 
 def vllm_installed() -> bool:
@@ -169,7 +170,14 @@ class VllmEngine(Engine):
     def close(self) -> None:
         self.stopping = True
         llm, self.llm = self.llm, None
-        llm.shutdown()
+        from vllm.utils.async_utils import cancel_task_threadsafe
+
+        # vLLM cancels its output handler only once its engine core is down; under load the core
+        # took seconds to stop its worker, and the handler, seeing it gone, logged EngineDeadError
+        # with a traceback. The service has drained its requests by now: the handler stops first,
+        # and the core gets the time it needs (vLLM's default 5 s killed it at 4 s of teardown).
+        cancel_task_threadsafe(getattr(llm, "output_handler", None))
+        llm.shutdown(timeout=SHUTDOWN_TIMEOUT_S)
         # AsyncLLM.__del__ shuts down again, and vLLM keeps a reference to it until interpreter
         # exit, when that module's globals are gone: it printed "Exception ignored ... 'NoneType'
         # object is not callable" after every clean stop. It is shut down: its second time is a no-op.
