@@ -122,7 +122,8 @@ def test_context_overflow_is_a_bad_request_with_counts(client):
     assert "8192" in error.value.message and "tokens" in error.value.message
 
 
-@pytest.mark.parametrize("extra", [{"best_of": 2}, {"tools": [{"type": "function", "function": {"name": "f"}}]},
+@pytest.mark.parametrize("extra", [{"audio": {"voice": "alloy", "format": "wav"}},
+                                   {"tools": [{"type": "function", "function": {"name": "f"}}]},
                                    {"logit_bias": {"12": 5}}, {"response_format": {"type": "json_schema"}}])
 def test_unsupported_fields_are_named(client, extra):
     with pytest.raises(openai.BadRequestError) as error:
