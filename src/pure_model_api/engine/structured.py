@@ -21,19 +21,6 @@ from pure_model_api.errors import BadRequest
 JSON_OPTIONS = {"whitespace_flexible": False}
 
 
-def json_grammar(schema: str) -> str:
-    """llguidance's grammar for a JSON schema (JSON text), checked without any vocabulary: a schema
-    it cannot enforce is a ValueError that says why."""
-    try:
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
-    except ValueError as error:
-        raise ValueError(f"the schema must be a JSON object ({error})") from error
-    error = llguidance.LLMatcher.validate_grammar(grammar)
-    if error:
-        raise ValueError(error)
-    return grammar
-
-
 def hf_vocabulary(tokenizer, n_vocab: int, eos_ids: set[int]):
     """llguidance's view of a Hugging Face (fast) tokenizer, one entry per logit."""
     import llguidance.hf  # imports transformers: not at module level, which a GGUF server shares
@@ -95,9 +82,11 @@ class Grammars:
             return self._tokenizer
 
     def constraint(self, schema: str) -> OutputConstraint:
+        """The schema was checked where the request was read (protocol/structured.py); building
+        the matcher compiles it once more, for this vocabulary, and reports what it cannot take."""
         try:
-            grammar = json_grammar(schema)
-        except ValueError as error:
+            grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=JSON_OPTIONS)
+        except ValueError as error:  # not a JSON object
             raise BadRequest(f"the JSON schema cannot be enforced: {error}") from error
         tokenizer = self.tokenizer()
         matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
