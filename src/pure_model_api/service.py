@@ -18,7 +18,8 @@ from typing import Protocol
 from pure_model_api.conversations import ConversationStore, Message, fit_to_context, group_rounds, messages_of
 from pure_model_api.conversations.history import fit_step
 from pure_model_api.conversations.store import page_of
-from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
+from pure_model_api.engine import ToolCallGeneration, ToolRequest
+from pure_model_api.engine.params import Finished, SamplingParams, TextDelta, ToolCallDelta
 from pure_model_api.errors import BadRequest, ContextLengthExceeded, ModelLoading, NotFound, ServerBusy
 
 
@@ -48,6 +49,7 @@ class Turn:
     fill_context: bool = False  # max_tokens is what room the context leaves (OpenAI's default on /v1)
     response: ResponseDraft | None = None  # the Responses API's answer, made when the turn ends
     store_response: bool = False  # keep the response body (and its items) for later retrieval
+    tools: ToolRequest | None = None  # functions the reply may call (engine/tools.py)
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,12 @@ async def merged(streams: list[AsyncIterator]) -> AsyncIterator[tuple[int, objec
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def tool_calls_of(finished: Finished) -> list[dict]:
+    """A reply's calls as an assistant message carries them (OpenAI's chat shape)."""
+    return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in finished.tool_calls]
 
 
 class GenerationObserver:
@@ -179,15 +187,15 @@ class ChatService:
                 await self.conversation(turn.owner, cid, param="conversation")
             history = await asyncio.to_thread(self._history, turn)
             prompt_ids, dropped, params = await asyncio.to_thread(self.fit_prompt, engine, group_rounds(history), turn)
-            constraint = await asyncio.to_thread(engine.constrain, params) if params.json_schema else None
             finished = None
-            async with contextlib.aclosing(self.stream(engine.submit(prompt_ids, params, constraint))) as events:
+            async with contextlib.aclosing(self._reply(engine, prompt_ids, params, turn.tools)) as events:
                 async for event in events:
                     if isinstance(event, Finished):
                         finished = event
                     else:
                         yield event
-            output = Message("assistant", finished.text, id=turn.response.output_id if turn.response else "")
+            output = Message("assistant", finished.text, id=turn.response.output_id if turn.response else "",
+                             extra={"tool_calls": tool_calls_of(finished)} if finished.tool_calls else {})
             response = turn.response.finished(finished, dropped) if turn.response else None
             stored = []
             kept = response if turn.store_response else None
@@ -213,6 +221,22 @@ class ChatService:
         async with contextlib.aclosing(merged([self.turn_stream(t) for t in turns])) as items:
             async for item in items:
                 yield item
+
+    def _reply(self, engine, prompt_ids: list[int], params: SamplingParams, tools: ToolRequest | None,
+               ) -> AsyncIterator[TextDelta | ToolCallDelta | Finished]:
+        """The reply's events: one generation, or, with tools, the phases of one (tool_calls.py)."""
+        if tools is None:
+            return self._generate(engine, prompt_ids, params)
+        generation = ToolCallGeneration(engine.prompts, engine.tool_format, tools,
+                                        lambda ids, p: self._generate(engine, ids, p), engine.context_length)
+        return generation.events(prompt_ids, params)
+
+    async def _generate(self, engine, prompt_ids: list[int], params: SamplingParams,
+                        ) -> AsyncIterator[TextDelta | Finished]:
+        constraint = await asyncio.to_thread(engine.constrain, params) if params.json_schema else None
+        async with contextlib.aclosing(self.stream(engine.submit(prompt_ids, params, constraint))) as events:
+            async for event in events:
+                yield event
 
     def _history(self, turn: Turn) -> list[Message]:
         if turn.conversation_id is not None:
@@ -244,7 +268,7 @@ class ChatService:
         prompts: dict[int, list[int]] = {}
 
         def fits(kept: list) -> bool:
-            ids = engine.render_chat(messages_of(kept, turn.system, new))
+            ids = engine.render_chat(messages_of(kept, turn.system, new), turn.tools)
             prompts[len(kept)] = ids
             return len(ids) + max_tokens <= limit
 

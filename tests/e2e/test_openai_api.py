@@ -123,7 +123,7 @@ def test_context_overflow_is_a_bad_request_with_counts(client):
 
 
 @pytest.mark.parametrize("extra", [{"audio": {"voice": "alloy", "format": "wav"}},
-                                   {"tools": [{"type": "function", "function": {"name": "f"}}]},
+                                   {"tools": [{"type": "custom", "custom": {"name": "f"}}]},
                                    {"logit_bias": {"12": 5}}, {"response_format": {"type": "json_schema"}}])
 def test_unsupported_fields_are_named(client, extra):
     with pytest.raises(openai.BadRequestError) as error:

@@ -37,7 +37,12 @@ class Message:
     extra: dict = field(default_factory=dict, compare=False)
 
     def as_chat(self) -> dict:
-        return {"role": "system" if self.role == "developer" else self.role, "content": self.text}
+        """The message as chat templates take it; a call's or a tool result's fields from `extra`."""
+        message = {"role": "system" if self.role == "developer" else self.role, "content": self.text}
+        for name in ("tool_calls", "tool_call_id"):
+            if name in self.extra:
+                message[name] = self.extra[name]
+        return message
 
 
 Round = list[Message]

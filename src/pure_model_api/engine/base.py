@@ -10,6 +10,7 @@ held are shared here, so every engine sees the same tokens and refuses the same 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from abc import ABC, abstractmethod
@@ -19,6 +20,7 @@ from typing import Protocol
 
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta
 from pure_model_api.engine.prompts import ChatRenderer
+from pure_model_api.engine.tools import CallFormat, ToolRequest, check_plain, detect_format, template_messages
 from pure_model_api.errors import ContextLengthExceeded, EngineFailed, ServerBusy, ShuttingDown
 
 log = logging.getLogger(__name__)
@@ -99,10 +101,21 @@ class Engine(ABC):
         cannot (engine/select.py calls this)."""
 
     # ---- prompts ----
-    def render_chat(self, messages: list[dict]) -> list[int]:
+    def render_chat(self, messages: list[dict], tools: ToolRequest | None = None) -> list[int]:
         """The tokenizer's own chat template, ending with the assistant's turn opened; the tokens
-        of earlier turns stay the same as a conversation grows (see prompts.py)."""
-        return self.prompts.render(messages)
+        of earlier turns stay the same as a conversation grows (see prompts.py). Tools, and
+        messages that call them or carry their results, are shown in the model's format (tools.py)."""
+        definitions = None
+        if tools or any(m.get("tool_calls") or m["role"] == "tool" for m in messages):
+            messages, definitions = template_messages(self.tool_format, messages, tools)
+            if self.tool_format.native:
+                check_plain(self.prompts, messages, definitions)
+        return self.prompts.render(messages, definitions)
+
+    @functools.cached_property
+    def tool_format(self) -> CallFormat:
+        """How this model's template shows tools and its replies call them (tools.py)."""
+        return detect_format(self.prompts)
 
     def encode(self, text: str) -> list[int]:
         """A raw prompt (/v1/completions): special tokens written in it are control tokens."""

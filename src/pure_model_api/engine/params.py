@@ -68,3 +68,25 @@ class Finished:
     time_per_output_token_s: float = 0.0
     cached_tokens: int = 0  # prompt tokens whose KV cache the engine reused (0 where it cannot tell)
     logprobs: tuple[TokenLogprob, ...] | None = None  # every reply token's, where asked
+    stop_string: str | None = None  # the stop string that ended the reply (finish_reason "stop")
+    tool_calls: tuple[ToolCall, ...] = ()  # the functions the reply calls (finish_reason "tool_calls")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call in a reply: `arguments` is JSON text (an object), as OpenAI's APIs carry it."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A streamed piece of call `index` of the reply: its id and name once, then pieces of its
+    arguments that concatenate to the call's `arguments`."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""

@@ -27,6 +27,7 @@ messages; this runs in a worker thread, never on the event loop.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # NUL never appears in a message: the API refuses it (protocol/limits.py), so it can mark one.
 MARKER = "\x00{}\x00"
-MARKER_PATTERN = re.compile("\x00(\\d+)\x00")
+MARKER_PATTERN = re.compile("\x00(\\d+)\x00|\\\\u0000(\\d+)\\\\u0000")  # as written, or by `tojson`
 LOOKAHEAD = 4  # occurrences of the next template piece tried when a message's text was rewritten
 
 
@@ -49,33 +50,38 @@ class ChatRenderer:
         self.warned = False
         self._tokenizing = threading.Lock()  # see encode_plain
 
-    def text(self, messages: list[dict], add_generation_prompt: bool) -> str:
-        """The rendered template. A template that refuses the messages (`raise_exception`, as
-        Gemma's and Mistral's do for roles out of order) is the client's 400, with its reason."""
+    def text(self, messages: list[dict], add_generation_prompt: bool, tools: list[dict] | None = None) -> str:
+        """The rendered template (with `tools`, OpenAI-style function definitions, where given). A
+        template that refuses the messages (`raise_exception`, as Gemma's and Mistral's do for roles
+        out of order) is the client's 400, with its reason."""
+        extra = {"tools": tools} if tools else {}
         try:
             return self.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                      add_generation_prompt=add_generation_prompt)
+                                                      add_generation_prompt=add_generation_prompt, **extra)
         except TemplateError as error:
             raise BadRequest(f"the model's chat template refused these messages: {error}", param="messages") \
                 from error
 
-    def render(self, messages: list[dict]) -> list[int]:
-        """Token ids of `messages`, ending with the assistant's turn opened."""
+    def render(self, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+        """Token ids of `messages`, ending with the assistant's turn opened. An empty message (an
+        assistant's turn that only calls tools) is left unmarked: templates leave out its text."""
         texts = [m["content"] for m in messages]
-        marked_messages = [{**m, "content": MARKER.format(i)} for i, m in enumerate(messages)]
-        marked = self.text(marked_messages, add_generation_prompt=True)
-        without_turn = self.text(marked_messages, add_generation_prompt=False)
+        marked_messages = [{**m, "content": MARKER.format(i)} if m["content"] else m for i, m in enumerate(messages)]
+        marked = self.text(marked_messages, add_generation_prompt=True, tools=tools)
+        without_turn = self.text(marked_messages, add_generation_prompt=False, tools=tools)
         opening = marked[len(without_turn):] if marked.startswith(without_turn) else ""
-        parts = MARKER_PATTERN.split(marked)  # template text, message index, template text, ...
-        pieces, indexes = parts[0::2], [int(i) for i in parts[1::2]]
-        if any("\x00" in piece for piece in pieces):
+        # template text, then per marker its message index as written (plain or as a JSON string), ...
+        parts = MARKER_PATTERN.split(marked)
+        pieces, plain, quoted = parts[0::3], parts[1::3], parts[2::3]
+        if any("\x00" in piece or "\\u0000" in piece for piece in pieces):
             raise BadRequest("the model's chat template changes message text in a way this server cannot render "
                              "safely")
-        fills = self._fills(pieces, indexes, texts, self.text(messages, add_generation_prompt=True))
+        placed = [texts[int(i)] if i is not None else _json_string(texts[int(j)]) for i, j in zip(plain, quoted)]
+        fills = self._fills(pieces, placed, self.text(messages, add_generation_prompt=True, tools=tools))
         ids = []
         for position, piece in enumerate(pieces):
             ids += self._encode_template(piece, opening)
-            if position < len(indexes):
+            if position < len(placed):
                 ids += self.encode_plain(fills[position])
         return ids
 
@@ -86,19 +92,19 @@ class ChatRenderer:
             return self.encode(piece[:-len(opening)]) + self.encode(opening)
         return self.encode(piece)
 
-    def _fills(self, pieces: list[str], indexes: list[int], texts: list[str], whole: str) -> list[str]:
-        """The text each marker stands for: what the template made of that message's text (as
-        sent, trimmed, or a part of it), read off the plain render `whole`; else each as sent."""
+    def _fills(self, pieces: list[str], placed: list[str], whole: str) -> list[str]:
+        """The text each marker stands for: what the template made of that message's text `placed`
+        there (as sent, trimmed, or a part of it), read off the plain render `whole`; else as sent."""
         fills, position = [], 0
         for number, piece in enumerate(pieces):
             if not whole.startswith(piece, position):
                 break
             position += len(piece)
-            if number == len(indexes):
+            if number == len(placed):
                 if position == len(whole):
                     return fills
                 break
-            found = _placed_text(whole, position, texts[indexes[number]], pieces[number + 1])
+            found = _placed_text(whole, position, placed[number], pieces[number + 1])
             if found is None:
                 break
             fills.append(found)
@@ -107,7 +113,8 @@ class ChatRenderer:
             self.warned = True
             log.warning("the chat template changes its own text with a message's content; messages are given to the "
                         "model as sent (their text stays plain text)")
-        return [texts[i] for i in indexes]
+        return placed
+
 
     def encode(self, text: str) -> list[int]:
         """The template's text: its special tokens (<|im_start|>) become control tokens."""
@@ -146,3 +153,9 @@ def _placed_text(whole: str, start: int, text: str, following: str) -> str | Non
             return whole[start:end]
         end += 1
     return None
+
+
+def _json_string(text: str) -> str:
+    """A message's text as a template's `tojson` writes it inside its quotes (Llama 3.1 writes a tool
+    result so): still the message's text, tokenized plain."""
+    return json.dumps(text, ensure_ascii=False)[1:-1]

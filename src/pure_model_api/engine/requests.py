@@ -73,6 +73,7 @@ class Sequence:
             time_to_first_token_s=first - self.submitted_at,
             time_per_output_token_s=(now - first) / decoded, cached_tokens=self.cached_tokens,
             logprobs=tuple(self.logprobs) if self.params.logprobs is not None else None,
+            stop_string=self.stop_filter.matched,
         ))
 
 

@@ -50,13 +50,15 @@ class StopStringFilter:
         self.stop = tuple(s for s in stop if s)
         self.held = ""
         self.stopped = False
+        self.matched: str | None = None  # the stop string that ended the text
 
     def push(self, delta: str) -> str:
         if not self.stop:
             return delta
         text = self.held + delta
-        cut = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i, s) for s in self.stop if (i := text.find(s)) >= 0]
+        if found:
+            cut, self.matched = min(found)
             self.held = ""
             self.stopped = True
             return text[:cut]

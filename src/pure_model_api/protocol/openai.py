@@ -9,15 +9,42 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pure_model_api.conversations import Message, new_id  # noqa: F401 - new_id: the surface's ids, `chatcmpl-...`
-from pure_model_api.engine.params import Finished, SamplingParams
+from pure_model_api.engine import ToolRequest
+from pure_model_api.engine.params import Finished, SamplingParams, ToolCallDelta
 from pure_model_api.errors import BadRequest
 from pure_model_api.protocol.limits import MAX_MESSAGES, Metadata, Seed, Stop
 from pure_model_api.protocol.reply import Reply
-from pure_model_api.protocol.structured import ResponseFormat
+from pure_model_api.protocol.structured import NAME, ResponseFormat
+from pure_model_api.protocol.tools import (
+    MAX_ARGUMENTS,
+    MAX_TOOLS,
+    FunctionTool,
+    NamedToolChoice,
+    ToolCallChunk,
+    ToolCallObject,
+    tool_request,
+)
 
 MAX_TOP_LOGPROBS = 20  # as vLLM's default max_logprobs
 # Fields the service accepts but that cannot change the answer here.
-HARMLESS_EXTRA_FIELDS = {"metadata", "store", "service_tier", "parallel_tool_calls"}
+HARMLESS_EXTRA_FIELDS = {"metadata", "store", "service_tier"}
+
+
+class FunctionCallIn(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    name: str = Field(pattern=NAME)
+    arguments: str = Field(max_length=MAX_ARGUMENTS)
+
+
+class ToolCallIn(BaseModel):
+    """A call in an assistant message the client sends back."""
+
+    model_config = ConfigDict(strict=True)
+
+    id: str = Field(min_length=1, max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
 
 
 class TextPart(BaseModel):
@@ -30,15 +57,29 @@ class TextPart(BaseModel):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(strict=True)
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None  # None only for an assistant's (tool-calling) turn
     name: str | None = None
+    tool_calls: list[ToolCallIn] | None = Field(None, max_length=MAX_TOOLS)  # an assistant's calls
+    tool_call_id: str | None = Field(None, min_length=1, max_length=256)  # a tool message: the call it answers
 
     @model_validator(mode="after")
     def _has_content(self) -> ChatMessage:
         if self.content is None and self.role != "assistant":
             raise ValueError(f"a {self.role} message needs content")
+        if (self.role == "tool") != (self.tool_call_id is not None):
+            raise ValueError("a tool message needs tool_call_id, and only a tool message has one")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only an assistant message has tool_calls")
         return self
+
+    def as_message(self) -> Message:
+        extra = {}
+        if self.tool_calls:
+            extra["tool_calls"] = [call.model_dump() for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            extra["tool_call_id"] = self.tool_call_id
+        return Message(self.role, self.text, extra=extra)
 
     @property
     def text(self) -> str:
@@ -99,18 +140,23 @@ class ChatCompletionRequest(_GenerationRequest):
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
     metadata: Metadata = None
-    tools: list | None = None
-    tool_choice: str | dict | None = None
+    tools: list[FunctionTool] | None = Field(None, max_length=MAX_TOOLS)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
 
     def check_supported(self) -> None:
         super().check_supported()
-        if self.tools or self.tool_choice not in (None, "none"):
-            raise BadRequest("tools and tool_choice are not supported", param="tools")
         if self.top_logprobs is not None and not self.logprobs:
             raise BadRequest("top_logprobs needs logprobs: true", param="top_logprobs")
+
+    def tool_request(self) -> ToolRequest | None:
+        """The tools, each one's schema checked (in a worker thread: compiling costs in its size)."""
+        choice = self.tool_choice.function.name if isinstance(self.tool_choice, NamedToolChoice) else self.tool_choice
+        return tool_request([t.function for t in self.tools or []], choice, self.parallel_tool_calls,
+                            self.response_format is not None and self.response_format.type != "text")
 
     @property
     def logprob_alternatives(self) -> int | None:
@@ -125,7 +171,7 @@ class ChatCompletionRequest(_GenerationRequest):
         return self.max_completion_tokens or self.max_tokens
 
     def input_messages(self) -> list[Message]:
-        return [Message(m.role, m.text) for m in self.messages]
+        return [m.as_message() for m in self.messages]
 
 
 class CompletionRequest(_GenerationRequest):
@@ -238,7 +284,13 @@ def _finite(logprob: float) -> float:
 
 class AssistantMessage(Reply):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None  # None: a reply that only calls tools
+    tool_calls: list[ToolCallObject] | None = None
+
+    @classmethod
+    def of(cls, finished: Finished) -> AssistantMessage:
+        calls = [ToolCallObject.of(call) for call in finished.tool_calls] or None
+        return cls(content=finished.text if finished.text or not calls else None, tool_calls=calls)
 
 
 class ChatChoice(Reply):
@@ -278,7 +330,7 @@ def completion_reply(chat: bool, request_id: str, model: str, finishes: list[Fin
     """The whole answer of /v1/chat/completions (`chat`) or /v1/completions: a choice per Finished."""
     usage = UsageObject.of(finishes)
     if chat:
-        choices = [ChatChoice(index=i, message=AssistantMessage(content=f.text), finish_reason=f.finish_reason,
+        choices = [ChatChoice(index=i, message=AssistantMessage.of(f), finish_reason=f.finish_reason,
                               logprobs=ChatLogprobs.of(f.logprobs) if f.logprobs is not None else None)
                    for i, f in enumerate(finishes)]
         return ChatCompletion(id=request_id, model=model, choices=choices, usage=usage).model_dump()
@@ -291,6 +343,7 @@ def completion_reply(chat: bool, request_id: str, model: str, finishes: list[Fin
 class ChunkDelta(Reply):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallChunk] | None = None
 
 
 class ChatChunkChoice(Reply):
@@ -351,6 +404,14 @@ class Chunks:
             logprobs=CompletionLogprobs.of(logprobs, offset) if shown else None)])
         self.offsets[index] = offset + len(text or "")
         return self._dump(chunk)
+
+    def tool_call(self, delta: ToolCallDelta, *, index: int = 0) -> dict:
+        """A chunk of a call: its id, type and name first, then pieces of its arguments."""
+        piece = ToolCallChunk.of(delta)
+        body = self._dump(ChatCompletionChunk(**self.envelope, choices=[ChatChunkChoice(
+            index=index, delta=ChunkDelta(tool_calls=[piece]))]))
+        body["choices"][0]["delta"]["tool_calls"] = [piece.shown()]
+        return body
 
     def usage(self, finishes: list[Finished]) -> dict:
         kind = ChatCompletionChunk if self.chat else CompletionChunk

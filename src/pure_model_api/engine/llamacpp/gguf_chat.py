@@ -9,6 +9,7 @@ builds are exactly the ones the model was trained with.
 from __future__ import annotations
 
 import datetime
+import json
 
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -21,6 +22,11 @@ def _raise(message: str):
     raise TemplateError(message)
 
 
+def _tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False) -> str:
+    """JSON as transformers' templates write it (Jinja's own `tojson` sorts keys and escapes HTML)."""
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
 class GgufTokenizer:
     """What the service's prompt and text code ask of a tokenizer, over a llama.cpp model."""
 
@@ -31,6 +37,7 @@ class GgufTokenizer:
             raise ModelLoadError("the GGUF file has no chat template (tokenizer.chat_template): "
                                  "an instruct/chat model is needed")
         environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        environment.filters["tojson"] = _tojson
         environment.globals.update(raise_exception=_raise,
                                    strftime_now=lambda f: datetime.datetime.now().strftime(f))
         try:
@@ -49,11 +56,12 @@ class GgufTokenizer:
         return self.model.token_get_text(token) if token >= 0 else ""
 
     def apply_chat_template(self, messages: list[dict], tokenize: bool = False,
-                            add_generation_prompt: bool = False) -> str:
+                            add_generation_prompt: bool = False, tools: list[dict] | None = None) -> str:
         if tokenize:
             raise ValueError("GgufTokenizer renders text; tokenize it with encode()")
+        extra = {"tools": tools} if tools else {}
         return self.template.render(messages=messages, add_generation_prompt=add_generation_prompt,
-                                    bos_token=self.bos_token, eos_token=self.eos_token)
+                                    bos_token=self.bos_token, eos_token=self.eos_token, **extra)
 
     def encode(self, text: str, add_special_tokens: bool = False, split_special_tokens: bool = False) -> list[int]:
         """Special tokens written in `text` (the template's <|im_start|>) become control tokens,

@@ -110,7 +110,8 @@ class VllmHandle:
                             time_to_first_token_s=first - started,
                             time_per_output_token_s=(now - first) / max(tokens - 1, 1),
                             cached_tokens=output.num_cached_tokens or 0,
-                            logprobs=tuple(every) if self.params.logprobs is not None else None)
+                            logprobs=tuple(every) if self.params.logprobs is not None else None,
+                            stop_string=completion.stop_reason if isinstance(completion.stop_reason, str) else None)
                         return
         finally:
             self.on_end()

@@ -7,6 +7,7 @@ import contextlib
 
 from fastapi import APIRouter, Request
 
+from pure_model_api.engine.params import ToolCallDelta
 from pure_model_api.errors import ModelNotFound
 from pure_model_api.protocol.openai import (
     ChatCompletion,
@@ -63,8 +64,9 @@ async def chat_completions(request: Request):
     max_tokens = body.requested_max_tokens
     # in a worker thread: a JSON schema is compiled to check it, at a cost in its size (up to the body limit)
     params = await asyncio.to_thread(body.sampling_params, max_tokens or 1)
+    tools = await asyncio.to_thread(body.tool_request)
     turn = Turn(request.state.owner, body.input_messages(), params, truncate=False,
-                fill_context=max_tokens is None)
+                fill_context=max_tokens is None, tools=tools)
     return await _complete(request, body, turn, chat=True)
 
 
@@ -113,6 +115,8 @@ async def _chunks(stream, chunks: Chunks, n: int):
             if isinstance(item, TurnResult):
                 finishes[index] = item.finish
                 yield sse_event(chunks.text(index=index, finish_reason=item.finish.finish_reason))
+            elif isinstance(item, ToolCallDelta):
+                yield sse_event(chunks.tool_call(item, index=index))
             else:
                 yield sse_event(chunks.text(item.text, index=index, logprobs=item.logprobs))
         if chunks.include_usage:
