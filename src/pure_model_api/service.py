@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pure_model_api.conversations import ConversationStore, Message, fit_to_context, group_rounds, messages_of
-from pure_model_api.conversations.history import fit_step
+from pure_model_api.conversations.history import fit_step, unanswered_results
 from pure_model_api.conversations.store import page_of
 from pure_model_api.engine import ToolCallGeneration, ToolRequest
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta, ToolCallDelta
@@ -28,7 +28,7 @@ class ResponseDraft(Protocol):
 
     output_id: str
 
-    def finished(self, finished: Finished, dropped_rounds: int) -> dict: ...
+    def finished(self, finished: Finished, outputs: list[Message], dropped_rounds: int) -> dict: ...
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Turn:
 @dataclass(frozen=True)
 class TurnResult:
     finish: Finished
-    output: Message
+    outputs: list[Message]
     response: dict | None = None
     rounds_dropped: int = 0
     stored: list[Message] = field(default_factory=list)
@@ -103,10 +103,12 @@ async def merged(streams: list[AsyncIterator]) -> AsyncIterator[tuple[int, objec
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def tool_calls_of(finished: Finished) -> list[dict]:
-    """A reply's calls as an assistant message carries them (OpenAI's chat shape)."""
-    return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in finished.tool_calls]
+def output_items(finished: Finished, message_id: str) -> list[Message]:
+    """A reply as items: its text as an assistant message (where it has text, or no calls), then
+    each call as a function_call item (an id `fc_...` that matches its call_id's)."""
+    items = [Message("assistant", finished.text, id=message_id)] if finished.text or not finished.tool_calls else []
+    return items + [Message("function_call", call.arguments, id="fc_" + call.id.removeprefix("call_"),
+                            extra={"call_id": call.id, "name": call.name}) for call in finished.tool_calls]
 
 
 class GenerationObserver:
@@ -186,6 +188,10 @@ class ChatService:
             if cid is not None and not turn.create:  # checked under the lock that a DELETE takes too
                 await self.conversation(turn.owner, cid, param="conversation")
             history = await asyncio.to_thread(self._history, turn)
+            unanswered = unanswered_results(history, turn.inputs)
+            if unanswered:
+                raise BadRequest(f"a tool result answers call '{unanswered[0]}', and no call has that id here",
+                                 param="input" if turn.response else "messages")
             prompt_ids, dropped, params = await asyncio.to_thread(self.fit_prompt, engine, group_rounds(history), turn)
             finished = None
             async with contextlib.aclosing(self._reply(engine, prompt_ids, params, turn.tools)) as events:
@@ -194,15 +200,14 @@ class ChatService:
                         finished = event
                     else:
                         yield event
-            output = Message("assistant", finished.text, id=turn.response.output_id if turn.response else "",
-                             extra={"tool_calls": tool_calls_of(finished)} if finished.tool_calls else {})
-            response = turn.response.finished(finished, dropped) if turn.response else None
+            outputs = output_items(finished, turn.response.output_id if turn.response else "")
+            response = turn.response.finished(finished, outputs, dropped) if turn.response else None
             stored = []
             kept = response if turn.store_response else None
             if turn.conversation_id is not None or kept is not None:
                 stored = await asyncio.to_thread(self.store.add_turn, turn.owner, turn.conversation_id,
-                                                 turn.inputs, [output], kept, turn.create)
-        yield TurnResult(finish=finished, output=output, response=response, rounds_dropped=dropped, stored=stored)
+                                                 turn.inputs, outputs, kept, turn.create)
+        yield TurnResult(finish=finished, outputs=outputs, response=response, rounds_dropped=dropped, stored=stored)
 
     async def choices_stream(self, turn: Turn, n: int) -> AsyncIterator[tuple[int, TextDelta | TurnResult]]:
         """`n` independent choices of one stateless turn (/v1's `n`), generated side by side:
@@ -264,7 +269,7 @@ class ChatService:
         if max_tokens >= limit:
             raise BadRequest(f"max_tokens is {max_tokens}, beyond the model's context of {limit} tokens",
                              param="max_tokens")
-        new = [m.as_chat() for m in turn.inputs]
+        new = turn.inputs
         prompts: dict[int, list[int]] = {}
 
         def fits(kept: list) -> bool:
@@ -302,6 +307,11 @@ class ChatService:
 
     async def add_items(self, owner: str, cid: str, items: list[Message]) -> list[Message]:
         async with self.conversation_lock(owner, cid):
+            if any(m.role == "function_call_output" for m in items):
+                unanswered = unanswered_results(await self.messages(owner, cid), items)
+                if unanswered:
+                    raise BadRequest(f"a tool result answers call '{unanswered[0]}', and no call has that id here",
+                                     param="items")
             try:
                 return await asyncio.to_thread(self.store.add_items, owner, cid, items)
             except NotFound as error:
@@ -320,6 +330,10 @@ class ChatService:
         return row
 
     async def create_conversation(self, owner: str, metadata: dict, items: list[Message]) -> dict:
+        unanswered = unanswered_results([], items)
+        if unanswered:
+            raise BadRequest(f"a tool result answers call '{unanswered[0]}', and no call has that id here",
+                             param="items")
         return await asyncio.to_thread(self.store.create_conversation, owner, metadata, items)
 
     async def update_conversation(self, owner: str, cid: str, metadata: dict) -> dict:

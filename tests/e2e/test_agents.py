@@ -47,23 +47,31 @@ def test_a_forced_call_plain_and_streamed_then_its_result(client):
     assert answer.message.tool_calls is None and answer.message.content
 
 
-def test_the_agents_sdk_runs_a_function_tool(openai_server):
-    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
+def weather_agent(openai_server, model_class: str, **settings):
+    """An Agents SDK agent on the service, with a weather tool that notes each city it is asked for."""
+    import agents
 
-    set_tracing_disabled(True)
+    agents.set_tracing_disabled(True)
     asked = []
 
-    @function_tool
+    @agents.function_tool
     def get_weather(city: str) -> str:
         """Get the weather in a city."""
         asked.append(city)
         return f"It is sunny in {city}."
 
-    model = OpenAIChatCompletionsModel(model="demo", openai_client=openai.AsyncOpenAI(
+    model = getattr(agents, model_class)(model="demo", openai_client=openai.AsyncOpenAI(
         base_url=openai_server.url + "/v1", api_key="none", max_retries=0))
-    agent = Agent(name="weather", instructions="Answer with the weather tool.", model=model, tools=[get_weather],
-                  model_settings=ModelSettings(tool_choice="required", temperature=0, max_tokens=60),
-                  tool_use_behavior="stop_on_first_tool")
+    agent = agents.Agent(name="weather", instructions="Answer with the weather tool.", model=model,
+                         tools=[get_weather], **settings,
+                         model_settings=agents.ModelSettings(tool_choice="required", temperature=0, max_tokens=60))
+    return agent, asked
+
+
+def test_the_agents_sdk_runs_a_function_tool(openai_server):
+    from agents import Runner
+
+    agent, asked = weather_agent(openai_server, "OpenAIChatCompletionsModel", tool_use_behavior="stop_on_first_tool")
     result = asyncio.run(Runner.run(agent, QUESTION))
     assert len(asked) == 1 and result.final_output == f"It is sunny in {asked[0]}."
 
@@ -85,3 +93,45 @@ def test_langchain_bind_tools(openai_server):
     (call,) = message.tool_calls
     assert call["name"] == "get_weather" and isinstance(call["args"]["city"], str)
     assert get_weather.invoke(call["args"]).startswith("It is sunny in")
+
+
+RESPONSES_TOOLS = [{"type": "function", "name": "get_weather", "description": "Get the weather in a city",
+                    "parameters": FORECAST}]
+
+
+def test_a_responses_function_call_survives_a_restart(tmp_path, engine_name):
+    """The call, its output and the answer kept in the store: after a restart the chain goes on."""
+    from helpers import ServerProcess
+
+    server = ServerProcess(db=tmp_path / "agent.sqlite3", engine=engine_name).start()
+    try:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0, timeout=120)
+        first = client.responses.create(model="demo", input=QUESTION, tools=RESPONSES_TOOLS, tool_choice="required",
+                                        temperature=0, max_output_tokens=60)
+        (call,) = first.output
+        assert call.type == "function_call" and call.name == "get_weather"
+        city = json.loads(call.arguments)["city"]
+        server.stop()
+        server.start()
+        answer = client.responses.create(
+            model="demo", previous_response_id=first.id, tools=RESPONSES_TOOLS, temperature=0, max_output_tokens=40,
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": f"Sunny in {city}, 24 C."}])
+        assert answer.status in ("completed", "incomplete") and answer.output_text
+        items = client.responses.input_items.list(answer.id, order="asc").data
+        assert [i.type for i in items] == ["message", "function_call", "function_call_output"]
+        assert items[1].call_id == call.call_id and items[1].arguments == call.arguments
+        assert answer.usage.input_tokens > first.usage.input_tokens  # the call and its output are in the prompt
+    finally:
+        server.stop()
+
+
+def test_the_agents_sdk_responses_model_runs_a_function_tool(openai_server):
+    from agents import Runner
+
+    agent, asked = weather_agent(openai_server, "OpenAIResponsesModel")
+    # The SDK resets tool_choice to auto after a call; the 135M model then answers in text.
+    result = asyncio.run(Runner.run(agent, QUESTION, max_turns=4))
+    assert len(asked) >= 1 and isinstance(result.final_output, str)
+    calls = [item for item in result.new_items if item.type == "tool_call_item"]
+    outputs = [item for item in result.new_items if item.type == "tool_call_output_item"]
+    assert calls and outputs and outputs[0].output == f"It is sunny in {asked[0]}."

@@ -129,3 +129,27 @@ def test_with_api_keys_the_page_asks_refuses_a_wrong_key_and_works_with_the_righ
         page.wait_for_selector("#conversations li")
         assert page.locator("#key-dialog[open]").count() == 0
         assert httpx.get(server.url + "/sessions").status_code == 401  # the API still needs the key
+
+
+def test_an_agents_tool_calls_and_results_show_readably(ui_server, page):
+    """A conversation an agent had through the Responses API: the page shows each call with its
+    arguments and each result with the function it came from, as text."""
+    tools = [{"type": "function", "name": "get_weather", "description": "Get the weather in a city",
+              "parameters": {"type": "object", "additionalProperties": False, "required": ["city"],
+                             "properties": {"city": {"type": "string", "maxLength": 20}}}}]
+    api = f"{ui_server.url}/v1"
+    conversation = httpx.post(f"{api}/conversations", json={}).json()["id"]
+    first = httpx.post(f"{api}/responses", timeout=120, json={
+        "model": "demo", "conversation": conversation, "input": "What is the weather like in Paris?",
+        "tools": tools, "tool_choice": "required", "temperature": 0, "max_output_tokens": 40}).json()
+    call = first["output"][0]
+    result = [{"type": "function_call_output", "call_id": call["call_id"], "output": f"Sunny {HOSTILE}"}]
+    httpx.post(f"{api}/responses", timeout=120, json={
+        "model": "demo", "conversation": conversation, "input": result, "temperature": 0,
+        "max_output_tokens": 20}).raise_for_status()
+    page.goto(f"{ui_server.url}/#{conversation}")
+    page.wait_for_selector(".message.tool")
+    shown = page.locator(".message.tool").all_inner_texts()
+    assert shown == [f"Called get_weather({call['arguments']})", f"get_weather returned: Sunny {HOSTILE}"]
+    assert page.locator(".message.assistant").count() == 1
+    assert page.evaluate("() => window.pwned") is None

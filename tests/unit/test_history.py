@@ -1,5 +1,5 @@
 from pure_model_api.conversations import Message, fit_to_context, group_rounds, messages_of
-from pure_model_api.conversations.history import drop_rounds, fit_step
+from pure_model_api.conversations.history import drop_rounds, fit_step, unanswered_results
 
 
 def rounds(n):
@@ -7,10 +7,47 @@ def rounds(n):
 
 
 def test_messages_alternate_and_end_with_the_new_message():
-    messages = messages_of(rounds(2), system_prompt="be brief", new_messages=[{"role": "user", "content": "next"}])
+    messages = messages_of(rounds(2), system_prompt="be brief", new_messages=[Message("user", "next")])
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert messages[-1]["content"] == "next"
-    assert messages_of([], None, [{"role": "user", "content": "hi"}]) == [{"role": "user", "content": "hi"}]
+    assert messages_of([], None, [Message("user", "hi")]) == [{"role": "user", "content": "hi"}]
+
+
+def agent_round(n: int) -> list[Message]:
+    """A user message, the model's text and two calls, their results, the final answer."""
+    return [Message("user", f"plan trip {n}"), Message("assistant", "Checking."),
+            Message("function_call", '{"city": "Lyon"}', extra={"call_id": f"call_{n}a", "name": "weather"}),
+            Message("function_call", '{"city": "Nice"}', extra={"call_id": f"call_{n}b", "name": "weather"}),
+            Message("function_call_output", "Sunny", extra={"call_id": f"call_{n}a"}),
+            Message("function_call_output", "Rain", extra={"call_id": f"call_{n}b"}),
+            Message("assistant", "Go to Lyon.")]
+
+
+def test_a_round_holds_an_agents_calls_and_results():
+    assert [len(r) for r in group_rounds(agent_round(0) + agent_round(1))] == [7, 7]
+
+
+def test_calls_join_their_assistant_message_and_results_are_tool_messages():
+    messages = messages_of([agent_round(0)])
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "tool", "assistant"]
+    assert messages[1]["content"] == "Checking."
+    assert [c["id"] for c in messages[1]["tool_calls"]] == ["call_0a", "call_0b"]
+    assert messages[1]["tool_calls"][1]["function"] == {"name": "weather", "arguments": '{"city": "Nice"}'}
+    assert messages[2] == {"role": "tool", "tool_call_id": "call_0a", "content": "Sunny"}
+    alone = messages_of([[Message("user", "x"), agent_round(0)[2]]])
+    assert alone[1] == {"role": "assistant", "content": "", "tool_calls": [alone[1]["tool_calls"][0]]}
+
+
+def test_a_result_must_answer_a_call_in_the_history_or_the_input():
+    history = agent_round(0)[:4]
+    answer = [Message("function_call_output", "x", extra={"call_id": "call_0a"})]
+    assert unanswered_results(history, answer) == []
+    stray = [Message("function_call_output", "x", extra={"call_id": "call_9"})]
+    assert unanswered_results(history, stray) == ["call_9"]
+    chat = [Message("assistant", "", extra={"tool_calls": [{"id": "call_c", "type": "function",
+                                                             "function": {"name": "f", "arguments": "{}"}}]}),
+            Message("tool", "ok", extra={"tool_call_id": "call_c"}), Message("tool", "ok", extra={"tool_call_id": "d"})]
+    assert unanswered_results([], chat) == ["d"]
 
 
 def test_rounds_start_at_user_messages():

@@ -210,3 +210,21 @@ def test_a_database_locked_by_another_process_is_unavailable_not_a_fault(tmp_pat
     other.execute("ROLLBACK")
     turn(store, "", "chat", "free", "yes")
     assert texts(store, "", "chat") == [("user", "free"), ("assistant", "yes")]
+
+
+def test_an_agents_calls_and_results_are_stored_and_windowed_as_rounds(open_db):
+    """A function call keeps its call_id and name across reopening; a round with calls and results
+    is one round of the 20-round window."""
+    store = open_db(max_rounds=4)
+    for i in range(6):
+        call = Message("function_call", f'{{"step": {i}}}', id=f"fc_{i}", extra={"call_id": f"call_{i}", "name": "f"})
+        store.add_turn("", "agent", [Message("user", f"q{i}")], [call], None)
+        store.add_turn("", "agent", [Message("function_call_output", f"r{i}", extra={"call_id": f"call_{i}"})],
+                       [Message("assistant", f"a{i}")], None)
+    store.close()
+    items = open_db(max_rounds=4).messages("", "agent")
+    assert [m.text for m in items if m.role == "user"] == ["q2", "q3", "q4", "q5"]  # the 5th round dropped 2
+    call = next(m for m in items if m.role == "function_call")
+    assert (call.id, call.text, call.extra) == ("fc_2", '{"step": 2}', {"call_id": "call_2", "name": "f"})
+    assert [m.role for m in items[:4]] == ["user", "function_call", "function_call_output", "assistant"]
+    assert items[2].extra == {"call_id": "call_2"} and items[2].id.startswith("fco_")

@@ -1,7 +1,8 @@
 """Messages, rounds, and the rules for how much of a conversation a prompt carries.
 
-A conversation is a list of message items. A round starts at a user message and holds what
-follows it up to the next user message (on /chat: the message and its reply).
+A conversation is a list of items: messages, function calls and their outputs. A round starts at a
+user message and holds what follows it up to the next user message (on /chat: the message and its
+reply; for an agent: the calls, their results and the final answer too).
 
 Two limits apply, and both move the start of the history in steps, not one round at a time, so
 that a conversation's prompt keeps the same beginning for many turns (an engine's prefix cache
@@ -23,6 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 ROLES = ("system", "developer", "user", "assistant")
+# Beside messages, a conversation holds function calls (text: the arguments; extra: call_id and
+# name) and their outputs (text: the output; extra: call_id), the Responses API's items.
+TOOL_ITEMS = ("function_call", "function_call_output")
 
 
 @dataclass(frozen=True)
@@ -73,13 +77,39 @@ def fit_step(max_rounds: int) -> int:
     return drop // 2 if drop % 2 == 0 else drop
 
 
-def messages_of(rounds: list[Round], system_prompt: str | None = None, new_messages: list[dict] | None = None,
+def messages_of(rounds: list[Round], system_prompt: str | None = None, new_messages: list[Message] | None = None,
                 ) -> list[dict]:
     """Chat-template messages: the system prompt, the rounds, then the new messages."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    for r in rounds:
-        messages += [m.as_chat() for m in r]
-    return messages + list(new_messages or [])
+    return messages + chat_messages([m for r in rounds for m in r] + list(new_messages or []))
+
+
+def chat_messages(items: list[Message]) -> list[dict]:
+    """Items as chat templates take them: a function call joins the assistant message before it
+    (or opens one), as the model wrote them in one turn; a call's output is a tool message."""
+    messages: list[dict] = []
+    for item in items:
+        if item.role == "function_call":
+            call = {"id": item.extra["call_id"], "type": "function",
+                    "function": {"name": item.extra["name"], "arguments": item.text}}
+            if messages and messages[-1]["role"] == "assistant":
+                messages[-1] = {**messages[-1], "tool_calls": [*messages[-1].get("tool_calls", []), call]}
+            else:
+                messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+        elif item.role == "function_call_output":
+            messages.append({"role": "tool", "tool_call_id": item.extra["call_id"], "content": item.text})
+        else:
+            messages.append(item.as_chat())
+    return messages
+
+
+def unanswered_results(history: list[Message], inputs: list[Message]) -> list[str]:
+    """The call ids of tool results in `inputs` that answer no call in the history or the inputs."""
+    calls = {m.extra.get("call_id") for m in [*history, *inputs] if m.role == "function_call"}
+    calls |= {c["id"] for m in [*history, *inputs] for c in m.extra.get("tool_calls", [])}
+    results = [m.extra.get("call_id") or m.extra.get("tool_call_id") for m in inputs
+               if m.role in ("function_call_output", "tool")]
+    return [call_id for call_id in results if call_id not in calls]
 
 
 def fit_to_context(rounds: list, fits: Callable[[list], bool], step: int = 1) -> list | None:

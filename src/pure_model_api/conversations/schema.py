@@ -32,6 +32,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         body TEXT NOT NULL, created_at $real NOT NULL, PRIMARY KEY (owner, id))"""),
     (2, "CREATE INDEX conversations_by_use ON conversations (owner, updated_at)"),  # /sessions pages
     (3, "CREATE TABLE service_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)"),  # owner ids' key
+    # what an item carries beside its role and text, as JSON: a function call's call_id and name
+    (4, "ALTER TABLE items ADD COLUMN data TEXT"),
 ]
 LATEST = MIGRATIONS[-1][0]
 

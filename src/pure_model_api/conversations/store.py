@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterator
 from pure_model_api.conversations.history import Message, drop_rounds, group_rounds
 from pure_model_api.errors import NotFound
 
-ITEM_COLUMNS = "id, role, text, response_id, created_at"
+ITEM_COLUMNS = "id, role, text, response_id, created_at, data"
+ITEM_PREFIXES = {"function_call": "fc", "function_call_output": "fco"}  # else msg_...
 Run = Callable[..., object]  # run(sql, params=()) -> a DB-API cursor; SQL written with "?" placeholders
 
 
@@ -35,7 +36,8 @@ def new_id(prefix: str, separator: str = "_") -> str:
 
 
 def _message(row) -> Message:
-    return Message(id=row[0], role=row[1], text=row[2], response_id=row[3], created_at=row[4])
+    return Message(id=row[0], role=row[1], text=row[2], response_id=row[3], created_at=row[4],
+                   extra=json.loads(row[5]) if row[5] else {})
 
 
 class ConversationStore:
@@ -101,11 +103,12 @@ class ConversationStore:
                 now: float, is_output: bool = False) -> list[Message]:
         stored = []
         for m in messages:
-            item = Message(role=m.role, text=m.text, id=m.id or new_id("msg"), response_id=response_id,
-                           created_at=now)
-            run("INSERT INTO items (id, owner, conversation_id, response_id, is_output, role, text, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (item.id, owner, cid, response_id, int(is_output), item.role, item.text, now))
+            item = Message(role=m.role, text=m.text, id=m.id or new_id(ITEM_PREFIXES.get(m.role, "msg")),
+                           response_id=response_id, created_at=now, extra=m.extra)
+            run("INSERT INTO items (id, owner, conversation_id, response_id, is_output, role, text, created_at, "
+                "data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (item.id, owner, cid, response_id, int(is_output), item.role, item.text, now,
+                 json.dumps(item.extra) if item.extra else None))
             stored.append(item)
         return stored
 

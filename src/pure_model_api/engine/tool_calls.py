@@ -92,10 +92,16 @@ class ToolCallGeneration:
             params = self._remaining(self.params)
         else:
             params = self._remaining(dataclasses.replace(self.params, stop=(*self.params.stop, trigger)))
-        async for event in self._phase(params):
-            yield event
+        if self.calls:  # between calls, blank text is the format's layout, not part of the answer
+            held = [event async for event in self._phase(params)]
+            if self.finishes[-1].text.strip():
+                for event in held:
+                    yield event
+        else:
+            async for event in self._phase(params):
+                yield event
         last = self.finishes[-1]
-        self._write(last.text)
+        self._write(last.text, shown=not self.calls or bool(last.text.strip()))
         self.opened = trigger is not None and last.finish_reason == "stop" and last.stop_string == trigger
 
     async def _call(self) -> AsyncIterator[ToolCallDelta]:
@@ -146,8 +152,9 @@ class ToolCallGeneration:
         """The reply ran out of tokens (max_tokens or the context)."""
         return self._room() <= 0 or (bool(self.finishes) and self.finishes[-1].finish_reason == "length")
 
-    def _write(self, text: str) -> None:
-        self.text.append(text)
+    def _write(self, text: str, shown: bool = True) -> None:
+        if shown:
+            self.text.append(text)
         self.ids += self.renderer.encode_plain(text)
 
     def _finished(self) -> Finished:

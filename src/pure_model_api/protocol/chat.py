@@ -127,9 +127,11 @@ class SessionsPage(BaseModel):
 
 class SessionMessage(BaseModel):
     id: str
-    role: str
+    role: str  # also "function_call" (content: its arguments) and "function_call_output" (content: the result)
     content: str
     created_at: float
+    name: str | None = None  # a function call's function
+    call_id: str | None = None  # a function call's, or the call a result answers
 
 
 class SessionDetail(BaseModel):

@@ -6,17 +6,19 @@ from __future__ import annotations
 import time
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pure_model_api.conversations import Message, new_id
+from pure_model_api.engine import ToolRequest
 from pure_model_api.engine.params import Finished, SamplingParams
 from pure_model_api.errors import BadRequest
 from pure_model_api.protocol.limits import MAX_MESSAGES, Metadata, RequiredMetadata
 from pure_model_api.protocol.reply import Reply
-from pure_model_api.protocol.structured import TextOptions
+from pure_model_api.protocol.structured import NAME, TextOptions
+from pure_model_api.protocol.tools import MAX_ARGUMENTS, MAX_TOOLS, tool_request
 
 # Accepted, and cannot change the answer here.
-HARMLESS_FIELDS = {"service_tier", "parallel_tool_calls", "prompt_cache_key", "safety_identifier", "stream_options",
+HARMLESS_FIELDS = {"service_tier", "prompt_cache_key", "safety_identifier", "stream_options",
                    "top_logprobs"}
 DEFAULT_MAX_OUTPUT_TOKENS = 1024
 
@@ -40,6 +42,55 @@ class InputMessage(BaseModel):
         return Message(self.role, text)
 
 
+class FunctionCallInput(BaseModel):
+    """A call the model made, sent back (a client that keeps its own history does)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    type: Literal["function_call"]
+    call_id: str = Field(min_length=1, max_length=256)
+    name: str = Field(pattern=NAME)
+    arguments: str = Field(max_length=MAX_ARGUMENTS)
+
+    def as_message(self) -> Message:
+        return Message("function_call", self.arguments, extra={"call_id": self.call_id, "name": self.name})
+
+
+class FunctionCallOutputInput(BaseModel):
+    """A tool's result, for the call with `call_id` (in the input, the chain or the conversation)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1, max_length=256)
+    output: str
+
+    def as_message(self) -> Message:
+        return Message("function_call_output", self.output, extra={"call_id": self.call_id})
+
+
+InputItem = Annotated[InputMessage | FunctionCallInput | FunctionCallOutputInput, Field(union_mode="left_to_right")]
+
+
+class ResponsesFunctionTool(BaseModel):
+    """A function tool as the Responses API spells it (flat, not under `function`)."""
+
+    model_config = ConfigDict(strict=True)
+
+    type: Literal["function"]
+    name: str = Field(pattern=NAME)
+    description: str | None = None
+    parameters: dict | None = None
+    strict: bool | None = None
+
+
+class ResponsesNamedChoice(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    type: Literal["function"]
+    name: str
+
+
 class ConversationRef(BaseModel):
     model_config = ConfigDict(strict=True)
 
@@ -50,7 +101,7 @@ class ResponseRequest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     model: str
-    input: str | Annotated[list[InputMessage], Field(max_length=MAX_MESSAGES)] = Field(min_length=1)
+    input: str | Annotated[list[InputItem], Field(max_length=MAX_MESSAGES)] = Field(min_length=1)
     instructions: str | None = None
     previous_response_id: str | None = None
     conversation: str | ConversationRef | None = None
@@ -62,8 +113,9 @@ class ResponseRequest(BaseModel):
     truncation: Literal["auto", "disabled"] = "disabled"
     metadata: Metadata = None
     user: str | None = None
-    tools: list | None = None
-    tool_choice: str | dict | None = None
+    tools: list[dict] | None = Field(None, max_length=MAX_TOOLS)
+    tool_choice: Literal["none", "auto", "required"] | ResponsesNamedChoice | None = None
+    parallel_tool_calls: bool = True
     reasoning: dict | None = None
     text: TextOptions | None = None
     background: bool | None = None
@@ -74,8 +126,10 @@ class ResponseRequest(BaseModel):
         unknown = sorted(set(self.model_extra or {}) - HARMLESS_FIELDS)
         if unknown:
             raise BadRequest(f"unsupported field(s): {', '.join(unknown)}", param=unknown[0])
-        if self.tools or self.tool_choice not in (None, "none", "auto"):
-            raise BadRequest("tools are not supported", param="tools")
+        for tool in self.tools or []:
+            if tool.get("type") != "function":
+                raise BadRequest(f"tools of type '{tool.get('type')}' are not supported here: only function tools",
+                                 param="tools")
         if self.reasoning:
             raise BadRequest("reasoning is not supported", param="reasoning")
         if self.background:
@@ -96,6 +150,16 @@ class ResponseRequest(BaseModel):
             return [Message("user", self.input)]
         return [item.as_message() for item in self.input]
 
+    def tool_request(self) -> ToolRequest | None:
+        """The function tools, each schema checked (in a worker thread: compiling costs in its size)."""
+        try:
+            functions = [ResponsesFunctionTool.model_validate(tool) for tool in self.tools or []]
+        except ValidationError as error:
+            raise BadRequest(f"a function tool is malformed: {error.errors()[0]['msg']}", param="tools") from error
+        choice = self.tool_choice.name if isinstance(self.tool_choice, ResponsesNamedChoice) else self.tool_choice
+        structured = self.text is not None and self.text.format.type != "text"
+        return tool_request(functions, choice, self.parallel_tool_calls, structured, format_param="text.format")
+
     def sampling_params(self, context_length: int) -> SamplingParams:
         max_tokens = self.max_output_tokens or min(DEFAULT_MAX_OUTPUT_TOKENS, context_length // 2)
         return SamplingParams(max_tokens=max_tokens, temperature=self.temperature, top_p=self.top_p,
@@ -105,7 +169,7 @@ class ResponseRequest(BaseModel):
 class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    items: list[InputMessage] = Field(default_factory=list, max_length=20)
+    items: list[InputItem] = Field(default_factory=list, max_length=20)
     metadata: Metadata = None
 
 
@@ -118,7 +182,7 @@ class ConversationUpdate(BaseModel):
 class ItemsCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    items: list[InputMessage] = Field(min_length=1, max_length=20)
+    items: list[InputItem] = Field(min_length=1, max_length=20)
 
 
 # ---- the objects: each shape is one model, built from it here and described by the OpenAPI document ----
@@ -149,16 +213,46 @@ class ItemObject(Reply):
         return cls(id=message.id, status=status, role=message.role, content=content)
 
 
+class FunctionCallObject(Reply):
+    id: str
+    type: Literal["function_call"] = "function_call"
+    status: str
+    call_id: str
+    name: str
+    arguments: str
+
+
+class FunctionCallOutputObject(Reply):
+    id: str
+    type: Literal["function_call_output"] = "function_call_output"
+    status: str = "completed"
+    call_id: str
+    output: str
+
+
+AnyItem = ItemObject | FunctionCallObject | FunctionCallOutputObject
+
+
+def item_of(message: Message, status: str = "completed") -> AnyItem:
+    """A stored item as the API shows it: a message, a function call or a call's output."""
+    if message.role == "function_call":
+        return FunctionCallObject(id=message.id, status=status, call_id=message.extra["call_id"],
+                                  name=message.extra["name"], arguments=message.text)
+    if message.role == "function_call_output":
+        return FunctionCallOutputObject(id=message.id, call_id=message.extra["call_id"], output=message.text)
+    return ItemObject.of(message, status)
+
+
 class ItemList(Reply):
     object: Literal["list"] = "list"
-    data: list[ItemObject]
+    data: list[AnyItem]
     first_id: str | None
     last_id: str | None
     has_more: bool
 
     @classmethod
     def of(cls, messages: list[Message], has_more: bool) -> ItemList:
-        items = [ItemObject.of(m) for m in messages]
+        items = [item_of(m) for m in messages]
         return cls(data=items, first_id=items[0].id if items else None, last_id=items[-1].id if items else None,
                    has_more=has_more)
 
@@ -224,8 +318,8 @@ class ResponseObject(Reply):
     instructions: str | None
     max_output_tokens: int | None
     model: str
-    output: list[ItemObject]
-    parallel_tool_calls: bool = False
+    output: list[AnyItem]
+    parallel_tool_calls: bool = True
     previous_response_id: str | None
     conversation: ConversationRef | None
     reasoning: None = None
@@ -233,7 +327,7 @@ class ResponseObject(Reply):
     temperature: float
     top_p: float
     text: TextOptions = TextOptions()
-    tool_choice: str = "none"
+    tool_choice: str | dict = "auto"
     tools: list = Field(default_factory=list)
     truncation: str
     usage: ResponseUsage | None = None
@@ -256,14 +350,16 @@ class ResponseDraft:
     def output_item(self, text: str, status: str = "completed") -> ItemObject:
         return ItemObject.of(Message("assistant", text, id=self.output_id), status=status)
 
-    def finished(self, finished: Finished, dropped_rounds: int) -> dict:
+    def finished(self, finished: Finished, outputs: list[Message], dropped_rounds: int) -> dict:
         status = "incomplete" if finished.finish_reason == "length" else "completed"
-        return {**self._object(status, [self.output_item(finished.text)], finished), "dropped_rounds": dropped_rounds}
+        items = [item_of(m, "incomplete" if status == "incomplete" and m.role == "function_call" else "completed")
+                 for m in outputs]
+        return {**self._object(status, items, finished), "dropped_rounds": dropped_rounds}
 
     def failed(self, code: str, message: str) -> dict:
         return self._object("failed", [], error={"code": code, "message": message})
 
-    def _object(self, status: str, output: list[ItemObject], finished: Finished | None = None,
+    def _object(self, status: str, output: list[AnyItem], finished: Finished | None = None,
                 error: dict | None = None) -> dict:
         request, cid = self.request, self.request.conversation_id
         return ResponseObject(
@@ -273,7 +369,12 @@ class ResponseDraft:
             output=output, previous_response_id=request.previous_response_id,
             conversation=ConversationRef(id=cid) if cid else None, store=request.store,
             temperature=request.temperature, top_p=request.top_p, text=request.text or TextOptions(),
-            truncation=request.truncation,
+            truncation=request.truncation, tools=request.tools or [], parallel_tool_calls=request.parallel_tool_calls,
+            tool_choice=_dumped(request.tool_choice) or "auto",
             usage=ResponseUsage.of(finished) if finished else None, user=request.user,
             metadata=request.metadata or {},
         ).model_dump()
+
+
+def _dumped(value):
+    return value.model_dump() if isinstance(value, BaseModel) else value

@@ -47,9 +47,10 @@ class NamedToolChoice(BaseModel):
     function: NamedFunction
 
 
-def tool_request(functions: list[FunctionDefinition], choice: str | None, parallel: bool,
-                 structured: bool) -> ToolRequest | None:
-    """The request's tools for the engine, each schema compiled once to check it; None without tools."""
+def tool_request(functions: list, choice: str | None, parallel: bool, structured: bool,
+                 format_param: str = "response_format") -> ToolRequest | None:
+    """The request's tools for the engine (each with `name`, `description`, `parameters`), each
+    schema compiled once to check it; None without tools."""
     if not functions:
         if choice not in (None, "none"):
             raise BadRequest("tool_choice needs tools", param="tool_choice")
@@ -60,8 +61,8 @@ def tool_request(functions: list[FunctionDefinition], choice: str | None, parall
     if choice not in (None, "auto", "none", "required") and choice not in names:
         raise BadRequest(f"tool_choice names '{choice}', which is not among the tools", param="tool_choice")
     if structured and choice != "none":
-        raise BadRequest("response_format with tools is not supported: a reply is either calls or the format",
-                         param="response_format")
+        raise BadRequest(f"{format_param} with tools is not supported: a reply is either calls or the format",
+                         param=format_param)
     tools = tuple(Tool(f.name, f.description or "",
                        enforceable(f.parameters, "tools") if f.parameters is not None else EMPTY_PARAMETERS)
                   for f in functions)

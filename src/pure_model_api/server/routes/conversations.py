@@ -15,6 +15,7 @@ from pure_model_api.protocol.responses import (
     ItemList,
     ItemObject,
     ItemsCreate,
+    item_of,
 )
 from pure_model_api.server.errors import parse_json_body
 from pure_model_api.server.openapi import body, responses
@@ -80,7 +81,7 @@ async def add_items(conversation_id: str, request: Request):
 
 @router.get("/v1/conversations/{conversation_id}/items/{item_id}", responses=responses(ItemObject, openai=True))
 async def get_item(conversation_id: str, item_id: str, request: Request):
-    return ItemObject.of(await _service(request).item(request.state.owner, conversation_id, item_id)).model_dump()
+    return item_of(await _service(request).item(request.state.owner, conversation_id, item_id)).model_dump()
 
 
 @router.delete("/v1/conversations/{conversation_id}/items/{item_id}",
@@ -105,8 +106,8 @@ async def get_session(request: Request, session_id: str = SESSION_ID):
     row = await _service(request).conversation(request.state.owner, session_id, param="session_id")
     messages = await _service(request).messages(request.state.owner, session_id)
     return {"session_id": session_id, "created_at": row["created_at"], "last_used_at": row["updated_at"],
-            "messages": [{"id": m.id, "role": m.role, "content": m.text, "created_at": m.created_at}
-                         for m in messages]}
+            "messages": [{"id": m.id, "role": m.role, "content": m.text, "created_at": m.created_at,
+                          "name": m.extra.get("name"), "call_id": m.extra.get("call_id")} for m in messages]}
 
 
 @router.delete("/sessions/{session_id}", responses=responses(SessionDeleted, openai=False))

@@ -9,9 +9,10 @@ import itertools
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from pure_model_api.engine.params import TextDelta
+from pure_model_api.engine.params import TextDelta, ToolCallDelta
 from pure_model_api.errors import ApiError, ModelNotFound
 from pure_model_api.protocol.responses import (
+    FunctionCallObject,
     ItemList,
     OutputText,
     ResponseDeleted,
@@ -53,7 +54,8 @@ async def create_response(request: Request):
         await service.response(owner, body.previous_response_id, param="previous_response_id")
     draft = ResponseDraft(body)
     params = await asyncio.to_thread(body.sampling_params, engine.context_length)  # a schema's check, off the loop
-    turn = Turn(owner, body.input_messages(), params,
+    tools = await asyncio.to_thread(body.tool_request)
+    turn = Turn(owner, body.input_messages(), params, tools=tools,
                 conversation_id=body.conversation_id, previous_response_id=body.previous_response_id,
                 system=body.instructions, create=False, truncate=body.truncation == "auto", response=draft,
                 store_response=body.store)
@@ -69,34 +71,79 @@ async def create_response(request: Request):
 
 class ResponseEvents:
     """The documented event sequence of one streamed response, each event with its type and
-    sequence number."""
+    sequence number: the reply's text as a message item (opened at its first text), each function
+    call as a function_call item whose arguments stream as they are decoded."""
 
     def __init__(self, draft: ResponseDraft):
         self.draft = draft
         self.numbers = itertools.count()
-        self.where = {"item_id": draft.output_id, "output_index": 0, "content_index": 0}
+        self.items = 0  # output items opened
+        self.message: dict | None = None  # where the message item's events go, once it is open
+        self.calls: dict[int, dict] = {}  # the call's index in the reply -> where its events go
 
     def event(self, kind: str, **fields) -> str:
         return sse_event({"type": kind, "sequence_number": next(self.numbers), **fields}, event=kind)
 
     async def of(self, stream):
-        draft, event, where = self.draft, self.event, self.where
+        draft, event = self.draft, self.event
         yield event("response.created", response=draft.started())
         yield event("response.in_progress", response=draft.started())
-        yield event("response.output_item.added", output_index=0,
-                    item=draft.output_item("", status="in_progress").model_dump())
-        yield event("response.content_part.added", **where, part=OutputText(text="").model_dump())
         async with contextlib.aclosing(stream) as items:
             async for item in items:
                 if isinstance(item, TextDelta):
-                    yield event("response.output_text.delta", **where, delta=item.text, logprobs=[])
-                    continue
-                text = item.finish.text
-                yield event("response.output_text.done", **where, text=text, logprobs=[])
-                yield event("response.content_part.done", **where, part=OutputText(text=text).model_dump())
-                yield event("response.output_item.done", output_index=0, item=item.response["output"][0])
-                done = "response.completed" if item.response["status"] == "completed" else "response.incomplete"
-                yield event(done, response=item.response)
+                    if self.message is None and not item.text:
+                        continue  # nothing to show yet
+                    for opened in self._open_message():
+                        yield opened
+                    yield event("response.output_text.delta", **self.message, delta=item.text, logprobs=[])
+                elif isinstance(item, ToolCallDelta):
+                    for shown in self._call(item):
+                        yield shown
+                else:
+                    for shown in self._done(item):
+                        yield shown
+
+    def _open_message(self):
+        if self.message is not None:
+            return
+        self.message = {"item_id": self.draft.output_id, "output_index": self._next(), "content_index": 0}
+        yield self.event("response.output_item.added", output_index=self.message["output_index"],
+                         item=self.draft.output_item("", status="in_progress").model_dump())
+        yield self.event("response.content_part.added", **self.message, part=OutputText(text="").model_dump())
+
+    def _call(self, delta: ToolCallDelta):
+        if delta.id is not None:
+            where = self.calls[delta.index] = {"item_id": "fc_" + delta.id.removeprefix("call_"),
+                                               "output_index": self._next()}
+            item = FunctionCallObject(id=where["item_id"], status="in_progress", call_id=delta.id, name=delta.name,
+                                      arguments="")
+            yield self.event("response.output_item.added", output_index=where["output_index"], item=item.model_dump())
+        elif delta.arguments:
+            yield self.event("response.function_call_arguments.delta", **self.calls[delta.index],
+                             delta=delta.arguments)
+
+    def _done(self, result: TurnResult):
+        response = result.response
+        shown = {item["id"]: item for item in response["output"]}
+        if self.message is None and self.draft.output_id in shown:  # an empty reply still has its message
+            yield from self._open_message()
+        if self.message is not None:
+            text = result.finish.text
+            yield self.event("response.output_text.done", **self.message, text=text, logprobs=[])
+            yield self.event("response.content_part.done", **self.message, part=OutputText(text=text).model_dump())
+            yield self.event("response.output_item.done", output_index=self.message["output_index"],
+                             item=shown[self.draft.output_id])
+        for where in self.calls.values():
+            item = shown[where["item_id"]]
+            yield self.event("response.function_call_arguments.done", **where, name=item["name"],
+                             arguments=item["arguments"])
+            yield self.event("response.output_item.done", output_index=where["output_index"], item=item)
+        done = "response.completed" if response["status"] == "completed" else "response.incomplete"
+        yield self.event(done, response=response)
+
+    def _next(self) -> int:
+        self.items += 1
+        return self.items - 1
 
     def failed(self, error: ApiError) -> str:
         """The client gets response.failed; nothing was stored."""

@@ -92,7 +92,15 @@ async function openConversation(sessionId) {
     if (response.ok) messages = (await response.json()).messages;
     else if (response.status !== 404) showNotice(await errorOf(response));
   }
-  for (const message of messages) addMessage(message.role, message.content);
+  const called = {};  // call_id -> function name, for the results
+  for (const message of messages) {
+    if (message.role === "function_call") {
+      called[message.call_id] = message.name;
+      addMessage("tool", `Called ${message.name}(${message.content})`);
+    } else if (message.role === "function_call_output") {
+      addMessage("tool", `${called[message.call_id] || "A tool"} returned: ${message.content}`);
+    } else addMessage(message.role, message.content);
+  }
   $("title").textContent = messages.length ? messages[0].content.slice(0, 80) : "New conversation";
   $("reset").disabled = $("delete").disabled = !messages.length;
   for (const item of $("conversations").children) item.classList.toggle("selected", item.dataset.session === sessionId);
