@@ -15,7 +15,7 @@ from pure_model_api.errors import BadRequest
 from pure_model_api.protocol.limits import MAX_MESSAGES, Metadata, RequiredMetadata
 from pure_model_api.protocol.reply import Reply
 from pure_model_api.protocol.structured import NAME, TextOptions
-from pure_model_api.protocol.tools import MAX_ARGUMENTS, MAX_TOOLS, tool_request
+from pure_model_api.protocol.tools import MAX_ARGUMENTS, MAX_TOOLS, FunctionDefinition, NamedFunction, tool_request
 
 # Accepted, and cannot change the answer here.
 HARMLESS_FIELDS = {"service_tier", "prompt_cache_key", "safety_identifier", "stream_options",
@@ -72,23 +72,16 @@ class FunctionCallOutputInput(BaseModel):
 InputItem = Annotated[InputMessage | FunctionCallInput | FunctionCallOutputInput, Field(union_mode="left_to_right")]
 
 
-class ResponsesFunctionTool(BaseModel):
-    """A function tool as the Responses API spells it (flat, not under `function`)."""
-
-    model_config = ConfigDict(strict=True)
+class ResponsesFunctionTool(FunctionDefinition):
+    """A function tool as the Responses API spells it: chat's definition, flat, with its type."""
 
     type: Literal["function"]
-    name: str = Field(pattern=NAME)
-    description: str | None = None
-    parameters: dict | None = None
-    strict: bool | None = None
 
 
-class ResponsesNamedChoice(BaseModel):
-    model_config = ConfigDict(strict=True)
+class ResponsesNamedChoice(NamedFunction):
+    """`tool_choice` naming a function, flat."""
 
     type: Literal["function"]
-    name: str
 
 
 class ConversationRef(BaseModel):
