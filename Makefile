@@ -18,7 +18,7 @@ LLAMA_CPP_PYTHON := 0.3.36
 
 .PHONY: setup run test check lint bench clean
 
-setup: $(STAMP) $(LLAMA_MODELS)/.extracted
+setup: $(STAMP) $(LLAMA_MODELS)/.extracted $(VENV)/share/family-models/.built
 
 $(LLAMA_MODELS)/.extracted: | $(STAMP)
 	rm -rf $(VENV)/sdist && mkdir -p $(LLAMA_MODELS)
@@ -27,6 +27,12 @@ $(LLAMA_MODELS)/.extracted: | $(STAMP)
 		--wildcards '*/vendor/llama.cpp/models/templates/*.jinja' '*/vendor/llama.cpp/models/ggml-vocab-qwen2.gguf' \
 		'*/vendor/llama.cpp/models/ggml-vocab-llama-bpe.gguf'
 	rm -rf $(VENV)/sdist
+	touch $@
+
+# Tiny random-weight Qwen2 and Llama models with those tokenizers and templates (HF and GGUF), for
+# the tests that put the families' formats through every engine: tests/family_models.py.
+$(VENV)/share/family-models/.built: tests/family_models.py $(LLAMA_MODELS)/.extracted
+	$(PY) tests/family_models.py
 	touch $@
 
 $(STAMP): pyproject.toml requirements_pure_api.txt
