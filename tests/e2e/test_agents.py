@@ -95,36 +95,6 @@ def test_langchain_bind_tools(openai_server):
     assert get_weather.invoke(call["args"]).startswith("It is sunny in")
 
 
-RESPONSES_TOOLS = [{"type": "function", "name": "get_weather", "description": "Get the weather in a city",
-                    "parameters": FORECAST}]
-
-
-def test_a_responses_function_call_survives_a_restart(tmp_path, engine_name):
-    """The call, its output and the answer kept in the store: after a restart the chain goes on."""
-    from helpers import ServerProcess
-
-    server = ServerProcess(db=tmp_path / "agent.sqlite3", engine=engine_name).start()
-    try:
-        client = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0, timeout=120)
-        first = client.responses.create(model="demo", input=QUESTION, tools=RESPONSES_TOOLS, tool_choice="required",
-                                        temperature=0, max_output_tokens=60)
-        (call,) = first.output
-        assert call.type == "function_call" and call.name == "get_weather"
-        city = json.loads(call.arguments)["city"]
-        server.stop()
-        server.start()
-        answer = client.responses.create(
-            model="demo", previous_response_id=first.id, tools=RESPONSES_TOOLS, temperature=0, max_output_tokens=40,
-            input=[{"type": "function_call_output", "call_id": call.call_id, "output": f"Sunny in {city}, 24 C."}])
-        assert answer.status in ("completed", "incomplete") and answer.output_text
-        items = client.responses.input_items.list(answer.id, order="asc").data
-        assert [i.type for i in items] == ["message", "function_call", "function_call_output"]
-        assert items[1].call_id == call.call_id and items[1].arguments == call.arguments
-        assert answer.usage.input_tokens > first.usage.input_tokens  # the call and its output are in the prompt
-    finally:
-        server.stop()
-
-
 def test_the_agents_sdk_responses_model_runs_a_function_tool(openai_server):
     from agents import Runner
 

@@ -11,6 +11,9 @@ from helpers import ServerProcess
 
 KEY, OTHER_KEY = "sk-state-one", "sk-state-two"
 GREEDY = {"temperature": 0, "max_output_tokens": 24}
+WEATHER_TOOL = [{"type": "function", "name": "get_weather", "description": "Get the weather in a city",
+                 "parameters": {"type": "object", "additionalProperties": False, "required": ["city"],
+                                "properties": {"city": {"type": "string", "maxLength": 24}}}}]
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +44,24 @@ def test_a_chain_of_three_turns_carries_the_earlier_turns_and_survives_a_restart
         ("assistant", second.output_text), ("user", "Say it again.")]
     stored = client.responses.retrieve(second.id)
     assert stored.output_text == second.output_text and stored.id == second.id
+    # an agent's step: a function call, whose output comes back after the restart
+    asked = client.responses.create(model="demo", input="What is the weather like in Paris?", tools=WEATHER_TOOL,
+                                    tool_choice="required", previous_response_id=third.id, **GREEDY)
+    (call,) = asked.output
+    assert call.type == "function_call" and call.name == "get_weather"
 
     server.stop()
     server.start()
     again = client.responses.create(model="demo", input="And once more.", previous_response_id=third.id, **GREEDY)
     assert again.usage.input_tokens > third.usage.input_tokens + third.usage.output_tokens
+    answer = client.responses.create(
+        model="demo", previous_response_id=asked.id, tools=WEATHER_TOOL, **GREEDY,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "Sunny in Paris, 24 C."}])
+    assert answer.status in ("completed", "incomplete") and answer.output_text
+    items = client.responses.input_items.list(answer.id, order="asc").data
+    assert [i.type for i in items][-3:] == ["message", "function_call", "function_call_output"]
+    assert items[-2].call_id == call.call_id and items[-2].arguments == call.arguments
+    assert answer.usage.input_tokens > asked.usage.input_tokens  # the call and its output are in the prompt
 
 
 def test_a_conversation_through_responses_items_and_chat(server):
