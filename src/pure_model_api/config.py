@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     pipeline_parallel_size: int = Field(1, ge=1, description="vLLM: pipeline stages (GPUs or nodes) the layers span")
     distributed_executor_backend: str | None = Field(None, pattern=r"^(mp|ray|uni|external_launcher)$",
                                                      description="vLLM: mp (one machine) or ray (several)")
+    kv_ram_gb: float = Field(2.0, ge=0, description="llama.cpp: GiB of RAM for saved conversation KV states "
+                                                     "(0: none)")
+    kv_disk_gb: float = Field(20.0, ge=0, description="llama.cpp: GiB of disk for saved conversation KV states, "
+                                                      "kept across restarts (0: none)")
+    kv_dir: str | None = Field(None, description="llama.cpp: directory of the disk tier (default: beside the "
+                                                 "SQLite file, <db>.kv; none with PostgreSQL or :memory:)")
     max_body_bytes: int = Field(1 << 20, ge=1, description="largest request body; beyond it, 413")
     body_timeout: float = Field(30.0, gt=0, description="seconds a client gets to send its whole body; then 408")
     shutdown_timeout: float = Field(30.0, ge=0, description="seconds in-flight requests get on SIGTERM")
@@ -72,6 +78,14 @@ class Settings(BaseSettings):
     def _split_commas(cls, value):
         """An environment variable is one comma-separated string; flags arrive as a list already."""
         return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    def kv_directory(self) -> str | None:
+        """The llama.cpp engine's disk tier of saved KV states."""
+        if self.kv_dir:
+            return self.kv_dir
+        if self.db == ":memory:" or "://" in self.db:
+            return None
+        return self.db + ".kv"
 
     @property
     def model_names(self) -> list[str]:

@@ -19,11 +19,12 @@ def chat(server, session: str, message: str, max_tokens: int = 16) -> dict:
 
 @pytest.fixture(scope="module")
 def roomy_and_tight(tmp_path_factory):
-    """The same model twice: room for many conversations' caches, and room for about one."""
+    """The same model twice: room for many conversations' caches, and room for about one with no
+    saved states to fall back on (the KV tiers off; test_kv_tiers.py has them on)."""
     root = tmp_path_factory.mktemp("llamacpp")
     roomy = ServerProcess(db=root / "roomy.sqlite3", engine="llama.cpp").start()
-    tight = ServerProcess("--kv-token-budget", "600", "--max-batch-size", "1", db=root / "tight.sqlite3",
-                          engine="llama.cpp").start()
+    tight = ServerProcess("--kv-token-budget", "600", "--max-batch-size", "1", "--kv-ram-gb", "0", "--kv-disk-gb", "0",
+                          db=root / "tight.sqlite3", engine="llama.cpp").start()
     yield roomy, tight
     roomy.stop()
     tight.stop()

@@ -44,10 +44,15 @@ class EngineOptions:
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
     distributed_executor_backend: str | None = None
+    # llama.cpp only: saved conversation KV states (llamacpp/kv_tiers.py)
+    kv_ram_gb: float = 0.0
+    kv_disk_gb: float = 0.0
+    kv_dir: str | None = None
 
     @classmethod
     def from_settings(cls, settings) -> EngineOptions:
-        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__})
+        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__ if name != "kv_dir"},
+                   kv_dir=settings.kv_directory())
 
 
 class GenerationHandle(Protocol):
@@ -76,6 +81,7 @@ class EngineStats:
     cached_conversations: int | None = None  # llama.cpp: idle slots holding a conversation's cache
     prefix_caching: bool | None = None  # vLLM
     kv_block_size: int | None = None  # vLLM: its prefix cache reuses whole blocks of this many tokens
+    kv_tiers: dict | None = None  # llama.cpp: saved conversation states per tier, hits, restores, evictions
 
     def as_dict(self) -> dict:
         return {name: value for name, value in asdict(self).items() if value is not None}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from pure_model_api.engine.params import Finished
 
@@ -39,6 +40,7 @@ class Metrics:
             ("pure_api_memory_allocated_bytes", "memory_allocated", "weights and cache memory"),
         ):
             Gauge(metric, help_text, registry=r).set_function(stat(key))
+        r.register(KvTierCollector(engine_stats))
         self.engine_info = Gauge("pure_api_engine_info", "the engine serving the model (1 once loaded)",
                                  ["engine", "model"], registry=r)
         # set by the /metrics route from a worker thread before each scrape: a store query must not
@@ -102,3 +104,34 @@ class RequestCounter:
             metrics = self.metrics_of()
             if metrics is not None:
                 metrics.count_request(getattr(route, "path", "unmatched"), status["code"])
+
+
+class KvTierCollector:
+    """The llama.cpp engine's saved KV states, per tier (ram, disk), read at each scrape."""
+
+    def __init__(self, engine_stats):
+        self.engine_stats = engine_stats
+
+    def describe(self):
+        return []  # metrics exist only on an engine with tiers
+
+    def collect(self):
+        tiers = getattr(self.engine_stats(), "kv_tiers", None)
+        if not tiers:
+            return
+        families = [
+            (GaugeMetricFamily, "pure_api_kv_saved_states", "conversation KV states saved", "states"),
+            (GaugeMetricFamily, "pure_api_kv_saved_bytes", "bytes of saved KV states", "bytes"),
+            (CounterMetricFamily, "pure_api_kv_hits", "saved states found for a prompt", "hits"),
+            (CounterMetricFamily, "pure_api_kv_restores", "saved states restored into the context", "restores"),
+            (CounterMetricFamily, "pure_api_kv_restore_seconds", "time spent restoring saved states",
+             "restore_seconds"),
+            (CounterMetricFamily, "pure_api_kv_evictions", "saved states dropped for room", "evictions"),
+        ]
+        for kind, name, help_text, key in families:
+            family = kind(name, help_text, labels=["tier"])
+            for tier in ("ram", "disk"):
+                family.add_metric([tier], tiers[tier][key])
+            yield family
+        yield CounterMetricFamily("pure_api_kv_misses", "prompts for which no saved state held more than the "
+                                  "context", value=tiers["misses"])

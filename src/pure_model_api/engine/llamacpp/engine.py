@@ -14,6 +14,13 @@ and borrows the longest matching prefix of any cache by copy, so one conversatio
 back another's cache; a cache is never used beyond tokens that match exactly. When room is
 needed, idle slots are emptied least-recently-used first; a conversation whose cache was evicted
 is simply prefilled again.
+
+With the KV tiers on (kv_tiers.py), a sequence that ends has its state saved, by the tokens it
+holds, to RAM and disk, and only a few idle conversations keep their cells in the context: every
+step attends over the context's used cells, so idle caches held there would slow every request.
+A prompt whose longest saved prefix beats what the context holds has that state restored into a
+slot (milliseconds, where prefilling it again takes seconds) and prefills only the rest; after a
+restart the disk tier still has it.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import numpy as np
 from pure_model_api.engine.base import EngineOptions, EngineStats
 from pure_model_api.engine.inference import InProcessEngine
 from pure_model_api.engine.llamacpp.gguf_chat import GgufTokenizer
+from pure_model_api.engine.llamacpp.kv_tiers import KvTierOptions, KvTiers, SavedState
 from pure_model_api.engine.requests import Sequence, accept_token
 from pure_model_api.engine.sampling import choose_next_tokens
 from pure_model_api.engine.structured import llamacpp_vocabulary
@@ -39,6 +47,7 @@ log = logging.getLogger(__name__)
 
 BATCH_TOKENS = 512  # tokens in one llama_decode: running sequences' next tokens, then prompt chunks
 MAX_SEQUENCES = 256  # llama.cpp's own bound on sequences in one context (LLAMA_MAX_SEQ)
+HOT_IDLE_SLOTS = 2  # with the KV tiers on: idle conversations whose cells stay in the context
 
 
 @dataclass(eq=False)  # slots compare by identity
@@ -107,7 +116,17 @@ class LlamaCppEngine(InProcessEngine):
         self.kv_bytes_per_token = _kv_bytes_per_token(metadata)
         self.description = self.model.desc()
         self.slots = [Slot(i) for i in range(self.n_slots)]
+        self.tiers = self._tiers(options)
         self._start()
+
+    def _tiers(self, options: EngineOptions) -> KvTiers | None:
+        disk = Path(options.kv_dir) if options.kv_dir else None
+        if not options.kv_ram_gb and not (disk and options.kv_disk_gb):
+            return None
+        stat = self.path.stat()
+        identity = (f"llama.cpp {self.llama_cpp.__version__}|{self.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|"
+                    f"{self.description}|{self.model.n_params()}|f16 KV, unified")
+        return KvTiers(KvTierOptions(identity, int(options.kv_ram_gb * 2**30), disk, int(options.kv_disk_gb * 2**30)))
 
     @classmethod
     def load(cls, options: EngineOptions) -> LlamaCppEngine:
@@ -121,7 +140,13 @@ class LlamaCppEngine(InProcessEngine):
             context_length=self.context_length, memory_allocated=self.model.size() + kv_bytes,
             kv_cache_bytes=kv_bytes, running_requests=running, queued_requests=waiting,
             max_batch_size=self.max_running,
-            cached_conversations=sum(1 for s in self.slots if s.tokens and s.sequence is None))
+            cached_conversations=sum(1 for s in self.slots if s.tokens and s.sequence is None),
+            kv_tiers=self.tiers.stats() if self.tiers else None)
+
+    def close(self) -> None:
+        super().close()
+        if self.tiers is not None:
+            self.tiers.close()  # the disk writes handed over finish first (SIGTERM keeps them)
 
     # ---- the step (inference thread) ----
     def running(self) -> list[Sequence]:
@@ -163,9 +188,12 @@ class LlamaCppEngine(InProcessEngine):
         idle = [s for s in self.slots if s.sequence is None]
         best = max(idle, key=lambda s: common_prefix(s.tokens, prompt))
         shared = min(common_prefix(best.tokens, prompt), len(prompt) - 1)
-        if shared > 0 and shared == len(best.tokens):
+        saved = self._saved_prefix(prompt, shared)
+        if saved is None and shared > 0 and shared == len(best.tokens):
             return best
         target = min(idle, key=lambda s: (bool(s.tokens), s.last_used))
+        if saved is not None and self._restore(target, *saved):
+            return target
         if target is best:  # the least recently used cache is the best match: cut it back
             self._truncate(best, shared)
             return best
@@ -185,6 +213,51 @@ class LlamaCppEngine(InProcessEngine):
         slot.last_used = time.monotonic()
         if not keep_cache:
             self._truncate(slot, 0)
+        elif self.tiers is not None and slot.tokens:
+            self._save(slot)
+
+    # ---- the KV tiers ----
+    def _saved_prefix(self, prompt: list[int], live: int) -> tuple[SavedState, int] | None:
+        """A saved state holding more of `prompt` than the context does, and how much of it to use."""
+        if self.tiers is None or live >= len(prompt) - 1:
+            return None
+        found = self.tiers.best(prompt)
+        usable = min(found[1], len(prompt) - 1) if found else 0
+        if usable <= live:
+            self.tiers.miss()
+            return None
+        return found[0], usable
+
+    def _save(self, slot: Slot) -> None:
+        """The slot's state to the tiers; then, past a few hot ones, idle cells leave the context."""
+        size = self.llama_cpp.llama_state_seq_get_size(self.context.ctx, slot.seq_id)
+        data = bytearray(size)
+        written = self.llama_cpp.llama_state_seq_get_data(
+            self.context.ctx, (ctypes.c_uint8 * size).from_buffer(data), size, slot.seq_id)
+        if not written or not self.tiers.save(slot.tokens, data[:written] if written < size else data):
+            return
+        hot = sorted((s for s in self.slots if s.sequence is None and s.tokens), key=lambda s: s.last_used)
+        for cold in hot[:max(0, len(hot) - HOT_IDLE_SLOTS)]:
+            self._truncate(cold, 0)
+
+    def _restore(self, target: Slot, state: SavedState, usable: int) -> bool:
+        """`state` into `target`'s sequence, cut back to its first `usable` tokens."""
+        started, tier = time.perf_counter(), "ram" if state.data is not None else "disk"
+        data = self.tiers.load(state)
+        if data is None:
+            return False
+        self._truncate(target, 0)
+        self._make_room(len(state.tokens))
+        read = self.llama_cpp.llama_state_seq_set_data(
+            self.context.ctx, (ctypes.c_uint8 * len(data)).from_buffer(data), len(data), target.seq_id)
+        if not read:
+            self.context.kv_cache_seq_rm(target.seq_id, 0, -1)
+            log.warning("llama.cpp could not restore a saved state of %d tokens; prefilling", len(state.tokens))
+            return False
+        target.tokens = state.tokens.tolist()
+        self._truncate(target, usable)
+        self.tiers.restored(tier, time.perf_counter() - started)
+        return True
 
     def _make_room(self, needed: int) -> None:
         """Empty idle slots, least recently used first, until `needed` more tokens fit."""
