@@ -6,11 +6,16 @@ conversation's cache kept in the one llama.cpp context), one server at a time.
 1. Idle pile-up: one client's prefill and decode speed (a ~700-token prompt, 128 tokens decoded)
    on a fresh server, then again with --idle (40) other conversations of ~900 tokens finished and
    idle. Target: with 40, at least 0.9x the fresh server's, both speeds.
-2. Restart: a conversation of --rounds (19) rounds through /chat, then its next turn's time to
+2. Window drop: a --turns (30) turn conversation through /chat, 120-token replies, --pause (3) s
+   between turns as a person takes: time to first token per turn. At the 21st round the window
+   drops 10 rounds and the next prompt begins anew; the engine prefills that beginning in the
+   background during the pause. Target: no turn over 2x the median turn.
+3. Restart: a conversation of --rounds (19) rounds through /chat, then its next turn's time to
    first token; the same for a second conversation after a SIGTERM restart. Target: after the
    restart at most 2x the turn without one.
 
-  .venv/bin/python benchmarks/bench_kv_tiers.py [--idle 40] [--rounds 19] [--json FILE]
+  .venv/bin/python benchmarks/bench_kv_tiers.py [--only idle window restart] [--idle 40] [--turns 30]
+                                                [--pause 3] [--rounds 19] [--json FILE]
 """
 
 from __future__ import annotations
@@ -96,6 +101,26 @@ def chat(client: httpx.Client, url: str, session: str, message: str) -> float:
     return first
 
 
+def window(turns: int, pause: float) -> list[dict]:
+    server = Server("--engine", "llama.cpp", log=RESULTS / "kv-window.log")
+    rows = []
+    try:
+        with httpx.Client(timeout=600) as client:
+            for n in range(turns):
+                first, _, usage = streamed_chat(client, server.url, {
+                    "session_id": "window", "max_tokens": 120, "temperature": 0, "ignore_eos": True,
+                    "message": f"Turn {n} about {TOPICS[n % len(TOPICS)]}: {paragraph(n, 30)}. Tell me more."})
+                rows.append({"turn": n + 1, "ttft_s": first, "prompt_tokens": usage["prompt_tokens"],
+                             "cached_tokens": usage["cached_tokens"]})
+                time.sleep(pause)
+    finally:
+        server.stop()
+    median = statistics.median(row["ttft_s"] for row in rows)
+    for row in rows:
+        row["over_median"] = row["ttft_s"] / median
+    return rows
+
+
 def restart(tiers: str, rounds: int) -> dict:
     with tempfile.TemporaryDirectory() as directory:
         args = ("--engine", "llama.cpp", "--db", str(Path(directory) / "c.sqlite3"), *(OFF if tiers == "off" else ()))
@@ -120,18 +145,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--idle", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=19)
+    parser.add_argument("--turns", type=int, default=30)
+    parser.add_argument("--pause", type=float, default=3.0)
+    parser.add_argument("--only", nargs="+", default=["idle", "window", "restart"])
     parser.add_argument("--json", help="also write the JSON here")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
-    piles = [pile_up(tiers, args.idle) for tiers in ("on", "off")]
-    restarts = [restart(tiers, args.rounds) for tiers in ("on", "off")]
-    print_table(piles, ["tiers", "idle", "cached_conversations", "prefill_tok_s_fresh", "prefill_tok_s_idle",
-                        "prefill_tok_s_ratio", "decode_tok_s_fresh", "decode_tok_s_idle", "decode_tok_s_ratio"])
-    print()
-    print_table(restarts, ["tiers", "rounds", "ttft_without_restart_s", "ttft_after_restart_s", "after_over_without",
-                           "disk_restores"])
-    dump_json({"machine": os.uname().nodename, "cpus": os.cpu_count(), "idle_pile_up": piles, "restart": restarts},
-              args.json)
+    piles = [pile_up(tiers, args.idle) for tiers in ("on", "off")] if "idle" in args.only else []
+    turns = window(args.turns, args.pause) if "window" in args.only else []
+    restarts = [restart(tiers, args.rounds) for tiers in ("on", "off")] if "restart" in args.only else []
+    if piles:
+        print_table(piles, ["tiers", "idle", "cached_conversations", "prefill_tok_s_fresh", "prefill_tok_s_idle",
+                            "prefill_tok_s_ratio", "decode_tok_s_fresh", "decode_tok_s_idle", "decode_tok_s_ratio"])
+        print()
+    if turns:
+        print_table(turns, ["turn", "ttft_s", "over_median", "prompt_tokens", "cached_tokens"])
+        print()
+    if restarts:
+        print_table(restarts, ["tiers", "rounds", "ttft_without_restart_s", "ttft_after_restart_s",
+                               "after_over_without", "disk_restores"])
+    dump_json({"machine": os.uname().nodename, "cpus": os.cpu_count(), "idle_pile_up": piles, "window": turns,
+               "restart": restarts}, args.json)
     return 0
 
 

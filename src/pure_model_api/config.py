@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     pipeline_parallel_size: int = Field(1, ge=1, description="vLLM: pipeline stages (GPUs or nodes) the layers span")
     distributed_executor_backend: str | None = Field(None, pattern=r"^(mp|ray|uni|external_launcher)$",
                                                      description="vLLM: mp (one machine) or ray (several)")
+    kv_offload_gb: float | None = Field(None, gt=0, description="vLLM: GiB of CPU memory its own KV offloading "
+                                                                "keeps evicted prefix-cache blocks in (a GPU's cache)")
     kv_ram_gb: float = Field(2.0, ge=0, description="llama.cpp: GiB of RAM for saved conversation KV states "
                                                      "(0: none)")
     kv_disk_gb: float = Field(20.0, ge=0, description="llama.cpp: GiB of disk for saved conversation KV states, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from pure_model_api.conversations.store import page_of
 from pure_model_api.engine import ToolCallGeneration, ToolRequest
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta, ToolCallDelta
 from pure_model_api.errors import BadRequest, ContextLengthExceeded, ModelLoading, NotFound, ServerBusy
+
+log = logging.getLogger(__name__)
 
 
 class ResponseDraft(Protocol):
@@ -159,6 +162,7 @@ class ChatService:
         self.locks = ConversationLocks(max_waiting)
         self.requests_served = 0
         self.started_at = time.time()
+        self.background: set[asyncio.Task] = set()  # warm-ups after a window drop, held until done
 
     @contextlib.asynccontextmanager
     async def conversation_lock(self, owner: str, cid: str):
@@ -207,6 +211,8 @@ class ChatService:
             if turn.conversation_id is not None or kept is not None:
                 stored = await asyncio.to_thread(self.store.add_turn, turn.owner, turn.conversation_id,
                                                  turn.inputs, outputs, kept, turn.create)
+            if cid is not None and len(group_rounds(history)) + 1 > self.store.max_rounds:
+                self._warm_after_drop(engine, turn)
         yield TurnResult(finish=finished, outputs=outputs, response=response, rounds_dropped=dropped, stored=stored)
 
     async def choices_stream(self, turn: Turn, n: int) -> AsyncIterator[tuple[int, TextDelta | TurnResult]]:
@@ -226,6 +232,24 @@ class ChatService:
         async with contextlib.aclosing(merged([self.turn_stream(t) for t in turns])) as items:
             async for item in items:
                 yield item
+
+    def _warm_after_drop(self, engine, turn: Turn) -> None:
+        """The turn just stored made the window drop rounds, so the next prompt's beginning (the
+        system message and the kept rounds) is new to every cache: have the engine prefill it in
+        the background now (engine.warm), and the next turn prefills only its own message."""
+        async def warm() -> None:
+            history = await asyncio.to_thread(self.store.messages, turn.owner, turn.conversation_id)
+            messages = messages_of(group_rounds(history), turn.system)
+            engine.warm(await asyncio.to_thread(engine.render_chat, messages, turn.tools))
+
+        task = asyncio.get_running_loop().create_task(warm())
+        self.background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("warming the next prompt's cache failed: %s", task.exception())
 
     def _reply(self, engine, prompt_ids: list[int], params: SamplingParams, tools: ToolRequest | None,
                ) -> AsyncIterator[TextDelta | ToolCallDelta | Finished]:

@@ -176,3 +176,26 @@ def test_the_disk_tier_stays_within_its_bound(tmp_path):
         assert sum(p.stat().st_size for p in state_files(server)) <= 0.02 * 2**30 + 16 * 1024
     finally:
         server.stop()
+
+
+def test_after_the_window_drops_rounds_the_next_prompt_is_already_prefilled(tmp_path):
+    """With 4 rounds kept, the 5th drops the oldest 2: the next prompt begins anew, and the engine
+    prefills that beginning in the background while the user reads the reply."""
+    server = ServerProcess("--max-history-rounds", "4", engine="llama.cpp", db=tmp_path / "c.sqlite3").start()
+    try:
+        def chat(message: str) -> dict:
+            response = httpx.post(server.url + "/chat", timeout=120, json={
+                "message": message, "session_id": "window", "temperature": 0, "max_tokens": 24})
+            assert response.status_code == 200, response.text
+            return response.json()["usage"]
+
+        usages = [chat(f"Round {n}. {SYSTEM} Give me one word.") for n in range(5)]
+        deadline = time.monotonic() + 60
+        while (status := httpx.get(server.url + "/status").json())["running_requests"] + status["queued_requests"]:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+        after = chat("Round 5. Give me one more word.")
+        assert after["prompt_tokens"] < usages[-1]["prompt_tokens"]  # the window dropped two rounds
+        assert after["cached_tokens"] >= after["prompt_tokens"] - 20  # all but the new message was warm
+    finally:
+        server.stop()

@@ -10,6 +10,8 @@ held are shared here, so every engine sees the same tokens and refuses the same 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import threading
@@ -44,6 +46,7 @@ class EngineOptions:
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
     distributed_executor_backend: str | None = None
+    kv_offload_gb: float | None = None
     # llama.cpp only: saved conversation KV states (llamacpp/kv_tiers.py)
     kv_ram_gb: float = 0.0
     kv_disk_gb: float = 0.0
@@ -99,6 +102,7 @@ class Engine(ABC):
         self.stopping = False  # set by close()
         self.in_flight = 0  # submitted and not yet at their last event, wherever they are
         self._counting = threading.Lock()
+        self._warm_ups: set[asyncio.Task] = set()
 
     @classmethod
     @abstractmethod
@@ -171,6 +175,26 @@ class Engine(ABC):
                     ended.append(True)
                     self.in_flight -= 1
         return on_end
+
+    def warm(self, prompt_ids: list[int]) -> None:
+        """Prefill `prompt_ids` in the background so that a later prompt beginning with them finds
+        their KV cache (the service calls this from the event loop after a conversation's window
+        dropped rounds, when it knows the next prompt's beginning). Here: a one-token generation,
+        which leaves the prompt in a prefix cache (vLLM); nothing when the engine is full. Engines
+        override it: llama.cpp runs it behind every request a user waits for, and an engine that
+        keeps no cache between requests does nothing."""
+        try:
+            handle = self.submit(prompt_ids, SamplingParams(max_tokens=1, temperature=0))
+        except (ServerBusy, ShuttingDown, EngineFailed, ContextLengthExceeded):
+            return
+
+        async def drain() -> None:
+            with contextlib.suppress(Exception):
+                async for _ in handle.events():
+                    pass
+        task = asyncio.get_running_loop().create_task(drain())
+        self._warm_ups.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self._warm_ups.discard)
 
     @abstractmethod
     def _submit(self, prompt_ids: list[int], params: SamplingParams, on_end: Callable[[], None],

@@ -120,13 +120,15 @@ class InProcessEngine(Engine):
 
     def _admit_waiting(self) -> None:
         while self.waiting and len(self.running()) < self.max_running:
-            candidate = self.waiting[0]
+            # first come, first served; background warm-ups (engine.warm) only when no one else waits
+            candidate = next((s for s in self.waiting if not s.background), self.waiting[0])
             if candidate.cancelled:
-                self.waiting.popleft().emit(GenerationCancelled())
+                self.waiting.remove(candidate)
+                candidate.emit(GenerationCancelled())
                 continue
             if not self._admit(candidate):
                 break
-            self.waiting.popleft()  # only once admitted: a fault in `_admit` leaves it waiting, and failed
+            self.waiting.remove(candidate)  # only once admitted: a fault in `_admit` leaves it waiting, and failed
 
     def _drop_cancelled(self) -> None:
         cancelled = [s for s in self.running() if s.cancelled]

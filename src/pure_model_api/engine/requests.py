@@ -30,6 +30,7 @@ class Sequence:
         self.stop_filter = StopStringFilter(params.stop)
         self.text_parts: list[str] = []
         self.cancelled = False
+        self.background = False  # a warm-up nobody waits for (engine.warm): admitted and fed last
         self.submitted_at = time.perf_counter()
         self.first_token_at: float | None = None
         self.cached_tokens = 0  # prompt tokens whose KV cache an earlier request left (llama.cpp)

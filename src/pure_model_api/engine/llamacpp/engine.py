@@ -38,6 +38,7 @@ from pure_model_api.engine.base import EngineOptions, EngineStats
 from pure_model_api.engine.inference import InProcessEngine
 from pure_model_api.engine.llamacpp.gguf_chat import GgufTokenizer
 from pure_model_api.engine.llamacpp.kv_tiers import KvTierOptions, KvTiers, SavedState
+from pure_model_api.engine.params import SamplingParams
 from pure_model_api.engine.requests import Sequence, accept_token
 from pure_model_api.engine.sampling import choose_next_tokens
 from pure_model_api.engine.structured import llamacpp_vocabulary
@@ -155,8 +156,22 @@ class LlamaCppEngine(InProcessEngine):
     def _running_slots(self) -> list[Slot]:
         return [s for s in self.slots if s.sequence is not None]
 
+    def warm(self, prompt_ids: list[int]) -> None:
+        """A background prefill of `prompt_ids`: admitted when no request waits, fed only while no
+        request runs, joined by the first request whose prompt it begins (see `_join_warm_up`), and
+        saved to the KV tiers when it ends like any other sequence."""
+        sequence = Sequence(prompt_ids, SamplingParams(max_tokens=1, temperature=0), lambda event: None,
+                            self.tokenizer)
+        sequence.background = True
+        with self.wakeup:
+            if not self.stopping and len(prompt_ids) + 1 <= self.context_length:
+                self.waiting.append(sequence)
+                self.wakeup.notify()
+
     def _admit(self, candidate: Sequence) -> bool:
         """A slot for `candidate`, while the running requests' prompts and replies fit the KV cache."""
+        if not candidate.background:
+            self._join_warm_up(candidate.prompt_ids)
         running = self.running()
         if running and sum(s.reserved_tokens for s in running) + candidate.reserved_tokens > self.n_ctx:
             return False
@@ -165,6 +180,15 @@ class LlamaCppEngine(InProcessEngine):
         slot.pending = candidate.prompt_ids[len(slot.tokens):]
         candidate.cached_tokens = len(slot.tokens)
         return True
+
+    def _join_warm_up(self, prompt: list[int]) -> None:
+        """A warm-up still prefilling what `prompt` begins with stops where it got to: its slot, now
+        idle, is the prompt's best match, and the request goes on from there, not from scratch."""
+        for slot in self._running_slots():
+            warm_up = slot.sequence
+            if (warm_up.background and common_prefix(slot.tokens, prompt) == len(slot.tokens)
+                    and common_prefix(warm_up.prompt_ids, prompt) > 0):
+                self._release(slot)
 
     def _remove(self, sequences: list[Sequence]) -> None:
         for slot in self._running_slots():
@@ -273,8 +297,9 @@ class LlamaCppEngine(InProcessEngine):
         decoding = [s for s in self._running_slots() if s.next_token is not None]
         feeds = [(slot, [slot.next_token], True) for slot in decoding]
         budget = BATCH_TOKENS - len(feeds)
+        users = any(not s.sequence.background for s in self._running_slots())  # warm-ups wait for them
         for slot in self._running_slots():
-            if slot.next_token is None and slot.pending and budget > 0:
+            if slot.next_token is None and slot.pending and budget > 0 and not (users and slot.sequence.background):
                 chunk = slot.pending[:budget]
                 feeds.append((slot, chunk, len(chunk) == len(slot.pending)))
                 budget -= len(chunk)

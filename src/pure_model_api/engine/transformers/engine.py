@@ -48,6 +48,10 @@ class TransformersEngine(InProcessEngine):
         self._start()
 
     @classmethod
+
+    def warm(self, prompt_ids: list[int]) -> None:
+        """Nothing to warm: this engine keeps no cache between requests."""
+
     def load(cls, options: EngineOptions) -> TransformersEngine:
         return cls(load_model(options.model, options.device, options.dtype), options)
 

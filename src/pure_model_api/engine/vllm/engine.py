@@ -216,6 +216,7 @@ def _start_async_llm(source: str, options: EngineOptions):
         enable_prefix_caching=True, max_num_seqs=options.max_batch_size,
         gpu_memory_utilization=options.gpu_memory_utilization,
         kv_cache_memory_bytes=int(kv_gb * GiB) if kv_gb is not None else None,
+        kv_offloading_size=options.kv_offload_gb,  # vLLM's own CPU tier for its prefix cache ("native")
         tensor_parallel_size=options.tensor_parallel_size, pipeline_parallel_size=options.pipeline_parallel_size,
         distributed_executor_backend=options.distributed_executor_backend,
         disable_log_stats=True,
