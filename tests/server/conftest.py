@@ -11,8 +11,11 @@ from pure_model_api.server.app import create_app, load_engine
 def wait_healthy(client: TestClient, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if client.get("/health").status_code == 200:
+        health = client.get("/health")
+        if health.status_code == 200:
             return
+        if health.json().get("status") == "failed":  # no use waiting: say why at once
+            raise RuntimeError(f"model failed to load: {health.json().get('error')}")
         time.sleep(0.05)
     raise TimeoutError("model did not load")
 

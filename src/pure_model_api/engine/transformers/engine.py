@@ -48,12 +48,11 @@ class TransformersEngine(InProcessEngine):
         self._start()
 
     @classmethod
+    def load(cls, options: EngineOptions) -> TransformersEngine:
+        return cls(load_model(options.model, options.device, options.dtype), options)
 
     def warm(self, prompt_ids: list[int]) -> None:
         """Nothing to warm: this engine keeps no cache between requests."""
-
-    def load(cls, options: EngineOptions) -> TransformersEngine:
-        return cls(load_model(options.model, options.device, options.dtype), options)
 
     def stats(self) -> EngineStats:
         running, waiting = self.counts()
