@@ -51,8 +51,10 @@ def test_a_raw_schema_plain_and_streamed(client):
 
 
 def test_json_object_mode_gives_a_json_object(client):
-    reply = client.chat.completions.create(**ask(response_format={"type": "json_object"}, max_tokens=120))
-    assert reply.choices[0].finish_reason == "stop"
+    # room to finish: a greedy reply on llama.cpp depends on where the server's earlier traffic left
+    # the KV cells, and one run's object ran past 120 tokens
+    reply = client.chat.completions.create(**ask(response_format={"type": "json_object"}, max_tokens=400))
+    assert reply.choices[0].finish_reason == "stop", reply.choices[0].message.content
     assert isinstance(json.loads(reply.choices[0].message.content), dict)
 
 
