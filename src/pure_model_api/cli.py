@@ -42,7 +42,33 @@ class DrainingServer(uvicorn.Server):
         self._captured_signals.clear()
 
 
+def hub_command(argv: list[str]) -> int:
+    """`pull MODEL`: download only (for images and offline machines); `models`: what the cache holds."""
+    from pure_model_api.engine import hub
+    from pure_model_api.errors import ModelLoadError
+
+    logging.basicConfig(level="INFO", format="%(message)s")
+    if argv[0] == "models":
+        for row in hub.cached_models():
+            quants = f"  GGUF: {', '.join(row['gguf'])}" if row["gguf"] else ""
+            print(f"{row['model']}  {row['bytes'] / 1e9:.2f} GB{quants}")
+        return 0
+    if len(argv) != 2:
+        print("usage: pure-model-api pull MODEL (org/repo, org/repo:QUANT, qwen, qwen:1.5b or llama)", file=sys.stderr)
+        return 2
+    try:
+        for path in hub.pull(argv[1]):
+            print(path)
+    except ModelLoadError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("pull", "models"):
+        return hub_command(argv)
     settings = load_settings(argv)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not settings.api_key and not is_loopback(settings.host):

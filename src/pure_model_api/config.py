@@ -64,6 +64,8 @@ class Settings(BaseSettings):
                                                       "kept across restarts (0: none)")
     kv_dir: str | None = Field(None, description="llama.cpp: directory of the disk tier (default: beside the "
                                                  "SQLite file, <db>.kv; none with PostgreSQL or :memory:)")
+    skip_memory_check: bool = Field(False, description="load the model even where the estimate says it does not "
+                                                       "fit the device's memory")
     max_body_bytes: int = Field(1 << 20, ge=1, description="largest request body; beyond it, 413")
     body_timeout: float = Field(30.0, gt=0, description="seconds a client gets to send its whole body; then 408")
     shutdown_timeout: float = Field(30.0, ge=0, description="seconds in-flight requests get on SIGTERM")

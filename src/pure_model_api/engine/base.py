@@ -33,7 +33,8 @@ class EngineOptions:
     """Everything an engine is built from; `from_settings` maps the service's flags."""
 
     engine: str = "auto"
-    model: str = "demo"
+    model: str = "demo"  # the name it is served under
+    weights: str | None = None  # the local file it loads from, where the name is not one (org/repo:Q4_K_M)
     device: str = "auto"
     dtype: str = "auto"
     max_batch_size: int = 16
@@ -51,11 +52,13 @@ class EngineOptions:
     kv_ram_gb: float = 0.0
     kv_disk_gb: float = 0.0
     kv_dir: str | None = None
+    skip_memory_check: bool = False
 
     @classmethod
     def from_settings(cls, settings) -> EngineOptions:
-        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__ if name != "kv_dir"},
-                   kv_dir=settings.kv_directory())
+        derived = {"kv_dir": settings.kv_directory(), "weights": None}
+        return cls(**{name: getattr(settings, name) for name in cls.__dataclass_fields__ if name not in derived},
+                   **derived)
 
 
 class GenerationHandle(Protocol):
@@ -103,6 +106,7 @@ class Engine(ABC):
         self.in_flight = 0  # submitted and not yet at their last event, wherever they are
         self._counting = threading.Lock()
         self._warm_ups: set[asyncio.Task] = set()
+        self.memory_estimate = None  # what select.py estimated the model needs, before loading it
 
     @classmethod
     @abstractmethod

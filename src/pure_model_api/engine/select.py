@@ -5,18 +5,20 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from pure_model_api.engine.base import Engine, EngineOptions
+from pure_model_api.engine.fit import MemoryEstimate
 from pure_model_api.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
 
-def is_gguf(model: str) -> bool:
+def is_gguf(options: EngineOptions) -> bool:
     from pure_model_api.engine.loading import DEMO_MODEL
 
-    return model == DEMO_MODEL or model.endswith(".gguf")
+    return options.weights is not None or options.model == DEMO_MODEL or options.model.endswith(".gguf")
 
 
 def choose_engine(options: EngineOptions) -> str:
@@ -27,10 +29,13 @@ def choose_engine(options: EngineOptions) -> str:
         return options.engine
     from pure_model_api.engine.vllm import supports_device
 
-    on_cpu = options.device == "cpu" or (options.device == "auto" and not _cuda_available())
-    if is_gguf(options.model) and on_cpu and importlib.util.find_spec("llama_cpp") is not None:
+    if is_gguf(options) and not on_gpu(options) and importlib.util.find_spec("llama_cpp") is not None:
         return "llama.cpp"
     return "vllm" if supports_device(options.device) else "transformers"
+
+
+def on_gpu(options: EngineOptions) -> bool:
+    return options.device.startswith("cuda") or (options.device == "auto" and _cuda_available())
 
 
 def _cuda_available() -> bool:
@@ -45,9 +50,57 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def resolve_model(options: EngineOptions) -> EngineOptions:
+    """`qwen` and `llama` for this device; `org/repo:QUANT` to its GGUF file(s) (hub.py)."""
+    from pure_model_api.engine import hub
+
+    model = hub.resolve_alias(options.model, on_gpu(options))
+    if model != options.model:
+        log.info("%s on this device: %s", options.model, model)
+    weights = str(hub.gguf_files(model)[0]) if hub.is_tagged(model) else None
+    return replace(options, model=model, weights=weights)
+
+
+def estimate_memory(options: EngineOptions, engine: str) -> MemoryEstimate | None:
+    from pure_model_api.engine import fit
+    from pure_model_api.engine.llamacpp.engine import gguf_path_of
+    from pure_model_api.engine.loading import DEMO_MODEL
+
+    if engine == "llama.cpp":
+        first = gguf_path_of(options.weights or options.model)
+        parts = sorted(first.parent.glob(fit_split_glob(first))) or [first]
+        return fit.gguf_estimate(parts, options)
+    if options.model == DEMO_MODEL or options.model.endswith(".gguf"):
+        return None  # converted to a directory first; small
+    path = Path(options.model).expanduser()
+    return fit.hf_estimate(options.model, path if path.is_dir() else None, engine, options, on_gpu(options))
+
+
+def fit_split_glob(first: Path) -> str:
+    """All the split files of a GGUF whose first is `first` (or `first` itself)."""
+    import re
+
+    return re.sub(r"-00001-of-(\d{5})\.gguf$", r"-*-of-\1.gguf", first.name)
+
+
 def load_engine(options: EngineOptions) -> Engine:
+    options = resolve_model(options)
     name = choose_engine(options)
     log.info("engine: %s (asked for %s)", name, options.engine)
+    estimate = estimate_memory(options, name)
+    if estimate is not None:
+        from pure_model_api.engine.fit import check_fits
+
+        log.info("memory: %s needs about %.1f GB of %.1f GB of %s available", options.model, estimate.needed / 1e9,
+                 estimate.available / 1e9, estimate.where)
+        if not options.skip_memory_check:
+            check_fits(options.model, name, estimate)
+    engine = _start(name, options)
+    engine.memory_estimate = estimate
+    return engine
+
+
+def _start(name: str, options: EngineOptions) -> Engine:
     if name == "vllm":
         from pure_model_api.engine.vllm import VllmEngine, vllm_installed
 

@@ -95,6 +95,13 @@ class StoreStatus(BaseModel):
     mean_latency_ms: float
 
 
+class MemoryEstimate(BaseModel):
+    needed: int  # bytes the model was estimated to need before loading (weights and KV cache)
+    available: int  # bytes of `where` available then
+    where: str  # "host memory" or "GPU memory"
+    detail: str
+
+
 class StatusResponse(BaseModel):
     model_config = ConfigDict(extra="allow")  # the engine adds what it knows (dtype, kv cache, ...)
 
@@ -102,6 +109,7 @@ class StatusResponse(BaseModel):
     device: str
     engine: str
     memory_allocated: int | float
+    memory_estimate: MemoryEstimate | None = None  # set once loaded, where the need could be estimated
     conversation_length: int
     session_id: str
     ready: bool

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from pure_model_api.engine.base import EngineOptions, EngineStats
+from pure_model_api.engine.fit import kv_bytes_per_token
 from pure_model_api.engine.inference import InProcessEngine
 from pure_model_api.engine.llamacpp.gguf_chat import GgufTokenizer
 from pure_model_api.engine.llamacpp.kv_tiers import KvTierOptions, KvTiers, SavedState
@@ -114,7 +115,7 @@ class LlamaCppEngine(InProcessEngine):
         super().__init__(tokenizer, min(self.model.n_ctx_train(), self.n_ctx), options, max_running)
         self.eos_ids = tokenizer.end_of_turn_ids()
         self.n_vocab = self.model.n_vocab()
-        self.kv_bytes_per_token = _kv_bytes_per_token(metadata)
+        self.kv_bytes_per_token = kv_bytes_per_token(metadata)
         self.description = self.model.desc()
         self.slots = [Slot(i) for i in range(self.n_slots)]
         self.tiers = self._tiers(options)
@@ -131,7 +132,7 @@ class LlamaCppEngine(InProcessEngine):
 
     @classmethod
     def load(cls, options: EngineOptions) -> LlamaCppEngine:
-        return cls(gguf_path_of(options.model), options)
+        return cls(gguf_path_of(options.weights or options.model), options)
 
     def stats(self) -> EngineStats:
         running, waiting = self.counts()
@@ -342,16 +343,3 @@ class LlamaCppEngine(InProcessEngine):
                                            shape=(self.n_vocab,))
             rows.append((slot, values.copy()))
         return rows
-
-
-def _kv_bytes_per_token(metadata: dict[str, str]) -> int:
-    """f16 K and V for every layer, from the GGUF metadata (0 where it does not say)."""
-    arch = metadata.get("general.architecture", "")
-    try:
-        layers = int(metadata[f"{arch}.block_count"])
-        heads = int(metadata[f"{arch}.attention.head_count"])
-        kv_heads = int(metadata.get(f"{arch}.attention.head_count_kv", heads))
-        width = int(metadata[f"{arch}.embedding_length"])
-    except (KeyError, ValueError):
-        return 0
-    return 2 * layers * kv_heads * (width // heads) * 2

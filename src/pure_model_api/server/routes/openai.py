@@ -34,19 +34,23 @@ from pure_model_api.service import Turn, TurnResult
 router = APIRouter(prefix="/v1")
 
 
-def _served_names(request: Request) -> list[str]:
-    return request.app.state.settings.model_names
+def served_names(request: Request) -> list[str]:
+    """The names the model answers to: --model (`qwen` too), what it resolved to, --served-model-name."""
+    names = request.app.state.settings.model_names
+    engine = request.app.state.service.engine
+    resolved = engine.options.model if engine is not None else None
+    return names + [resolved] if resolved and resolved not in names else names
 
 
 def _check_model(request: Request, model: str) -> None:
-    if model not in _served_names(request):
+    if model not in served_names(request):
         raise ModelNotFound(model)
 
 
 @router.get("/models", responses=responses(ModelList, openai=True))
 async def list_models(request: Request):
     created = int(request.app.state.service.started_at)
-    return ModelList(data=[ModelCard(id=name, created=created) for name in _served_names(request)]).model_dump()
+    return ModelList(data=[ModelCard(id=name, created=created) for name in served_names(request)]).model_dump()
 
 
 @router.get("/models/{model_id:path}", responses=responses(ModelCard, openai=True))

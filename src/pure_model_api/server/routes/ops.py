@@ -37,8 +37,10 @@ async def status(request: Request, session_id: str = Query(DEFAULT_SESSION, patt
     engine = service.engine
     described = engine.stats().as_dict() if engine is not None else {
         "model_name": settings.model, "device": settings.device, "memory_allocated": 0, "engine": settings.engine}
+    estimate = getattr(engine, "memory_estimate", None)
     return {
         **described,
+        "memory_estimate": estimate.as_dict() if estimate is not None else None,
         "conversation_length": await service.conversation_length(request.state.owner, session_id),
         "session_id": session_id,
         "ready": engine is not None,

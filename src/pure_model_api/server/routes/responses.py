@@ -23,6 +23,7 @@ from pure_model_api.protocol.responses import (
 from pure_model_api.server import affinity
 from pure_model_api.server.errors import parse_json_body
 from pure_model_api.server.openapi import body, responses
+from pure_model_api.server.routes.openai import served_names
 from pure_model_api.server.streaming import (
     cancel_on_disconnect,
     ending_in_error_event,
@@ -45,7 +46,7 @@ async def create_response(request: Request):
     affinity.check_agrees(request, body.conversation_id, "conversation")
     if body.conversation_id is None and body.previous_response_id is None:
         body.conversation = affinity.from_header(request)
-    if body.model not in request.app.state.settings.model_names:
+    if body.model not in served_names(request):
         raise ModelNotFound(body.model)
     body.check_supported()
     service, owner = request.app.state.service, request.state.owner
