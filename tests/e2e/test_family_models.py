@@ -33,6 +33,11 @@ QUESTION = [{"role": "system", "content": "You plan trips."}, {"role": "user", "
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def family_server(request, engine_name, tmp_path_factory):
+    if engine_name == "vllm" and request.param == "llama":
+        # vLLM renders nothing itself (the service's HF path does, which transformers covers for both
+        # families); Qwen's hermes format, with its stop string, is the one vLLM's decoding meets
+        # differently. A second vLLM start costs a minute of the suite.
+        pytest.skip("on vLLM, the Qwen family only")
     model = family_model(request.param)
     path = model.gguf if engine_name == "llama.cpp" else model.hf_dir
     db = tmp_path_factory.mktemp(f"family-{request.param}-{engine_name}") / "conversations.sqlite3"

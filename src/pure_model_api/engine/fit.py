@@ -47,7 +47,10 @@ def gguf_estimate(files: list[Path], options) -> MemoryEstimate | None:
     import gguf
 
     weights = sum(f.stat().st_size for f in files)
-    fields = gguf.GGUFReader(files[0]).fields
+    try:
+        fields = gguf.GGUFReader(files[0]).fields
+    except (ValueError, OSError, KeyError, IndexError):
+        return None  # not a GGUF file gguf-py can read: llama.cpp says why, in one line, when it loads it
     metadata = {key: field.contents() for key, field in fields.items() if not key.startswith("tokenizer.")}
     n_ctx = max(options.kv_token_budget, 128)
     kv = kv_bytes_per_token(metadata) * n_ctx
