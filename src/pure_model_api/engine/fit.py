@@ -69,7 +69,7 @@ def hf_estimate(model: str, source: Path | None, engine: str, options, on_gpu: b
     if index is not None:
         stored_bytes = int(json.loads(index.read_text()).get("metadata", {}).get("total_size", 0))
     else:
-        stored_bytes = sum(f.stat().st_size for f in (source or Path("/nonexistent")).glob("*.safetensors"))
+        stored_bytes = sum(f.stat().st_size for f in source.glob("*.safetensors")) if source else 0
     if not stored_bytes:
         return None
     run = DTYPE_BYTES.get(options.dtype, 2 if on_gpu else 4)  # auto: bf16 on a GPU, float32 on a CPU

@@ -81,6 +81,15 @@ def _of_tag(filenames: list[str], tag: str, repo: str, where: str) -> list[str]:
     return chosen
 
 
+def gguf_parts(first: Path) -> list[Path]:
+    """All the split files of a GGUF whose first file is `first` (or `first` alone)."""
+    split = SPLIT.search(first.stem)
+    if not split:
+        return [first]
+    stem = SPLIT.sub("", first.stem)
+    return [first.with_name(f"{stem}-{n:05d}-of-{split.group(2)}.gguf") for n in range(1, int(split.group(2)) + 1)]
+
+
 def _check(paths: list[Path], name: str) -> list[Path]:
     """Every split there, each a whole GGUF file: a partial or corrupt download is one clear line."""
     for path in paths:
@@ -148,8 +157,7 @@ def pull(name: str) -> list[Path]:
     """Download `org/repo:TAG` (its GGUF files) or `org/repo` (the whole repository) into the cache."""
     from huggingface_hub import snapshot_download
 
-    model = resolve_alias(name, on_gpu=False) if name.lower() in ("qwen", "llama") or name.lower().startswith(
-        "qwen:") else name
+    model = resolve_alias(name, on_gpu=False)  # any other name comes back as it is
     if is_tagged(model):
         return gguf_files(model)
     return [Path(snapshot_download(model))]

@@ -63,24 +63,18 @@ def resolve_model(options: EngineOptions) -> EngineOptions:
 
 def estimate_memory(options: EngineOptions, engine: str) -> MemoryEstimate | None:
     from pure_model_api.engine import fit
-    from pure_model_api.engine.llamacpp.engine import gguf_path_of
     from pure_model_api.engine.loading import DEMO_MODEL
 
     if engine == "llama.cpp":
-        first = gguf_path_of(options.weights or options.model)
-        parts = sorted(first.parent.glob(fit_split_glob(first))) or [first]
+        from pure_model_api.engine.hub import gguf_parts
+        from pure_model_api.engine.llamacpp.engine import gguf_path_of
+
+        parts = [p for p in gguf_parts(gguf_path_of(options.weights or options.model)) if p.is_file()]
         return fit.gguf_estimate(parts, options)
     if options.model == DEMO_MODEL or options.model.endswith(".gguf"):
         return None  # converted to a directory first; small
     path = Path(options.model).expanduser()
     return fit.hf_estimate(options.model, path if path.is_dir() else None, engine, options, on_gpu(options))
-
-
-def fit_split_glob(first: Path) -> str:
-    """All the split files of a GGUF whose first is `first` (or `first` itself)."""
-    import re
-
-    return re.sub(r"-00001-of-(\d{5})\.gguf$", r"-*-of-\1.gguf", first.name)
 
 
 def load_engine(options: EngineOptions) -> Engine:

@@ -189,7 +189,7 @@ class LlamaCppEngine(InProcessEngine):
             warm_up = slot.sequence
             if (warm_up.background and common_prefix(slot.tokens, prompt) == len(slot.tokens)
                     and common_prefix(warm_up.prompt_ids, prompt) > 0):
-                self._release(slot)
+                self._release(slot, save=False)  # the joining request extends it and saves that
 
     def _remove(self, sequences: list[Sequence]) -> None:
         for slot in self._running_slots():
@@ -233,12 +233,12 @@ class LlamaCppEngine(InProcessEngine):
             self.context.kv_cache_seq_rm(slot.seq_id, keep, -1)
             del slot.tokens[keep:]
 
-    def _release(self, slot: Slot, keep_cache: bool = True) -> None:
+    def _release(self, slot: Slot, keep_cache: bool = True, save: bool = True) -> None:
         slot.sequence, slot.pending, slot.next_token = None, [], None
         slot.last_used = time.monotonic()
         if not keep_cache:
             self._truncate(slot, 0)
-        elif self.tiers is not None and slot.tokens:
+        elif save and self.tiers is not None and slot.tokens:
             self._save(slot)
 
     # ---- the KV tiers ----

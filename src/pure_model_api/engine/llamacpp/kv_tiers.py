@@ -31,7 +31,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +66,6 @@ class KvTierOptions:
     ram_bytes: int
     disk_dir: Path | None
     disk_bytes: int
-    counters: dict[str, TierCounters] = field(default_factory=lambda: {"ram": TierCounters(), "disk": TierCounters()})
 
 
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
@@ -86,7 +85,7 @@ class KvTiers:
         self.ram_bytes = self.disk_bytes = 0
         self.misses = 0
         self.pending_writes = 0  # handed to the writer thread, not yet on disk
-        self.counters = options.counters
+        self.counters = {"ram": TierCounters(), "disk": TierCounters()}
         self.lock = threading.Lock()
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="kv-writer")
         on_disk = options.disk_dir is not None and options.disk_bytes > 0
@@ -101,7 +100,7 @@ class KvTiers:
         ids = np.asarray(prompt, dtype=np.int32)
         found, shared = None, 0
         with self.lock:
-            for state in [*self.ram.values(), *self.disk.values()]:
+            for state in self._states():
                 n = common_prefix(state.tokens, ids)
                 if n > shared:
                     found, shared = state, n
@@ -150,7 +149,7 @@ class KvTiers:
         key = hashlib.sha256(self.digest + ids.tobytes()).hexdigest()
         state = SavedState(key, ids, len(data))
         with self.lock:
-            for older in [s for s in [*self.ram.values(), *self.disk.values()]
+            for older in [s for s in self._states()
                           if len(s.tokens) <= len(ids) and common_prefix(s.tokens, ids) == len(s.tokens)]:
                 self._drop(older)  # the new state holds everything the older one did
             self._keep_in_ram(state, data)
@@ -179,6 +178,10 @@ class KvTiers:
             return {**tiers, "misses": self.misses, "pending_writes": self.pending_writes}
 
     # ---- the tiers' books (under the lock) ----
+    def _states(self) -> list[SavedState]:
+        """Every state once (one on disk and still in RAM is in both)."""
+        return list({**self.disk, **self.ram}.values())
+
     def _keep_in_ram(self, state: SavedState, data: bytearray) -> None:
         if state.size > self.options.ram_bytes:
             return
