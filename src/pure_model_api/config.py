@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     max_queue: int = Field(64, ge=0, description="requests waiting for a batch slot (and, apart, for a busy "
                                                          "conversation); beyond it, 503")
     kv_token_budget: int = Field(65536, ge=1, description="prompt+max_tokens summed over running requests")
-    max_model_len: int | None = Field(None, ge=1, description="vLLM: context length (default: the model's)")
+    max_model_len: int | None = Field(None, ge=1, description="context length: prompt and reply together "
+                                                                 "(default: the model's)")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vLLM on a GPU: fraction of its memory to use")
     kv_cache_gb: float | None = Field(None, gt=0, description="vLLM: KV cache size in GiB (CPU default 2; "
                                                                "GPU default: what --gpu-memory-utilization leaves)")

@@ -98,7 +98,7 @@ class Engine(ABC):
 
     def __init__(self, tokenizer, context_length: int, options: EngineOptions):
         self.tokenizer = tokenizer
-        self.context_length = context_length
+        self.context_length = min(context_length, options.max_model_len or context_length)
         self.options = options
         self.prompts = ChatRenderer(tokenizer)
         self.failure: str | None = None  # set when the engine can serve nothing more; /health reports it
