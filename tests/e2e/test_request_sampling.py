@@ -41,11 +41,8 @@ def replies_alike(server, engine_name: str, tmp_path, *requests: dict) -> list[s
     for i, fields in enumerate(requests):
         directory = tmp_path / f"fresh-{i}"
         directory.mkdir()
-        fresh = ServerProcess(db=directory / "conversations.sqlite3", engine="llama.cpp").start()
-        try:
+        with ServerProcess(db=directory / "conversations.sqlite3", engine="llama.cpp") as fresh:
             replies.append(reply(fresh, "alike", **fields)["response"])
-        finally:
-            fresh.stop()
     return replies
 
 

@@ -70,7 +70,7 @@ def estimate_memory(options: EngineOptions, engine: str) -> MemoryEstimate | Non
         from pure_model_api.engine.llamacpp.engine import gguf_path_of
 
         parts = [p for p in gguf_parts(gguf_path_of(options.weights or options.model)) if p.is_file()]
-        return fit.gguf_estimate(parts, options)
+        return fit.gguf_estimate(parts, options) if parts else None
     if options.model == DEMO_MODEL or options.model.endswith(".gguf"):
         return None  # converted to a directory first; small
     path = Path(options.model).expanduser()
