@@ -60,7 +60,7 @@ def hub_command(argv: list[str]) -> int:
         for path in hub.pull(argv[1]):
             print(path)
     except ModelLoadError as error:
-        print(f"error: {error.message}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # the database first: a service that cannot keep conversations does not start
         store = open_store(settings.db, settings.max_history_rounds)
     except StoreUnavailable as error:
-        print(f"error: {error.message}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return 1
     app = create_app(settings, store=store)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,

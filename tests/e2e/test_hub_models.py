@@ -4,8 +4,8 @@ Qwen's GGUF repository name, a config-only Qwen2.5-7B-Instruct (its config and s
 as a cache holds them once those files were fetched), and broken downloads. Real server processes,
 with HF_HUB_OFFLINE=1: no hub is reached, and none could be from here.
 
-Not tested here: the download path itself (progress, resume), which needs the hub or a server that
-answers as its resolve endpoint does."""
+The download path itself (progress, resume, a split GGUF fetched and served) is in
+test_hub_download.py, against a local server that answers as the hub does."""
 
 import hashlib
 import json

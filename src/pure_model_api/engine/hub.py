@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
+from functools import partial
 from pathlib import Path
+
+from tqdm.std import tqdm
 
 from pure_model_api.errors import ModelLoadError
 
@@ -126,11 +130,39 @@ def _hub_listing(repo: str) -> list[str] | None:
         return None
 
 
+class LogProgress(tqdm):
+    """A download's progress as log lines, for a log that is not a terminal: one line at each tenth
+    of the file, and one at its end (huggingface_hub's bar needs a terminal)."""
+
+    def __init__(self, *args, label: str | None = None, **kwargs):
+        kwargs.pop("name", None)  # huggingface_hub's own tqdm takes a name; tqdm does not
+        self.label, self.unit = label or kwargs.get("desc") or "a file", kwargs.get("unit", "it")
+        super().__init__(*args, **{**kwargs, "disable": True})  # no bar: update() below logs instead
+        self.tenths = int(10 * self.n / self.total) if self.total else 0
+        if self.n:
+            log.info("resuming %s: %s of %s already there", self.label, self.amount(self.n), self.amount(self.total))
+
+    def amount(self, count: float) -> str:
+        return f"{count / 1e6:.1f} MB" if self.unit == "B" else f"{count:.0f} {self.unit}"
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+        tenths = int(10 * self.n / self.total) if self.total else 0
+        if tenths > self.tenths:
+            self.tenths = tenths
+            log.info("downloading %s: %d%% of %s", self.label, 10 * tenths, self.amount(self.total))
+
+
+def progress_class(label: str | None = None) -> type[tqdm] | None:
+    """huggingface_hub's bar on a terminal (None: its default), log lines otherwise."""
+    return None if sys.stderr.isatty() else partial(LogProgress, label=label)
+
+
 def _download(repo: str, filename: str) -> Path:
     from huggingface_hub import hf_hub_download
 
     log.info("%s: %s (from the Hugging Face cache, downloading what is missing)", repo, filename)
-    return Path(hf_hub_download(repo, filename))
+    return Path(hf_hub_download(repo, filename, tqdm_class=progress_class(filename)))
 
 
 def _cached_snapshot(repo: str) -> Path:
@@ -160,7 +192,7 @@ def pull(name: str) -> list[Path]:
     model = resolve_alias(name, on_gpu=False)  # any other name comes back as it is
     if is_tagged(model):
         return gguf_files(model)
-    return [Path(snapshot_download(model))]
+    return [Path(snapshot_download(model, tqdm_class=progress_class()))]
 
 
 def cached_models() -> list[dict]:
