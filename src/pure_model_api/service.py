@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pure_model_api.conversations import ConversationStore, Message, fit_to_context, group_rounds, messages_of
-from pure_model_api.conversations.history import fit_step, unanswered_results
+from pure_model_api.conversations.history import drop_rounds, fit_step, unanswered_results
 from pure_model_api.conversations.store import page_of
 from pure_model_api.engine import ToolCallGeneration, ToolRequest
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta, ToolCallDelta
@@ -211,8 +211,8 @@ class ChatService:
             if turn.conversation_id is not None or kept is not None:
                 stored = await asyncio.to_thread(self.store.add_turn, turn.owner, turn.conversation_id,
                                                  turn.inputs, outputs, kept, turn.create)
-            if cid is not None and len(group_rounds(history)) + 1 > self.store.max_rounds:
-                self._warm_after_drop(engine, turn)
+            if cid is not None:
+                self._warm_next_window(engine, turn, len(group_rounds([*history, *turn.inputs])))
         yield TurnResult(finish=finished, outputs=outputs, response=response, rounds_dropped=dropped, stored=stored)
 
     async def choices_stream(self, turn: Turn, n: int) -> AsyncIterator[tuple[int, TextDelta | TurnResult]]:
@@ -233,13 +233,21 @@ class ChatService:
             async for item in items:
                 yield item
 
-    def _warm_after_drop(self, engine, turn: Turn) -> None:
-        """The turn just stored made the window drop rounds, so the next prompt's beginning (the
-        system message and the kept rounds) is new to every cache: have the engine prefill it in
-        the background now (engine.warm), and the next turn prefills only its own message."""
+    def _warm_next_window(self, engine, turn: Turn, rounds: int) -> None:
+        """A window move costs the turn after it a prefill of everything kept, as the prompt's
+        beginning changes; have the engine prefill that beginning in the background (engine.warm)
+        a turn ahead. With the window now full (`rounds` == max), the next turn stored drops the
+        oldest `drop_rounds`: warm the system message and the rounds that will stay, and that turn
+        and the pauses around it leave time for it. When it has dropped them (`rounds` > max),
+        warm the kept rounds again: the saved beginning is found, only the newest round is
+        prefilled, and the next turn prefills only its own message."""
+        if rounds < self.store.max_rounds:
+            return
+        skip = drop_rounds(self.store.max_rounds) if rounds == self.store.max_rounds else 0
+
         async def warm() -> None:
             history = await asyncio.to_thread(self.store.messages, turn.owner, turn.conversation_id)
-            messages = messages_of(group_rounds(history), turn.system)
+            messages = messages_of(group_rounds(history)[skip:], turn.system)
             engine.warm(await asyncio.to_thread(engine.render_chat, messages, turn.tools))
 
         task = asyncio.get_running_loop().create_task(warm())

@@ -179,23 +179,40 @@ def test_the_disk_tier_stays_within_its_bound(tmp_path):
 
 
 def test_after_the_window_drops_rounds_the_next_prompt_is_already_prefilled(tmp_path):
-    """With 4 rounds kept, the 5th drops the oldest 2: the next prompt begins anew, and the engine
-    prefills that beginning in the background while the user reads the reply."""
+    """With 4 rounds kept, the 5th drops the oldest 2, and the next prompt begins anew. Once the
+    window is full (the 4th round), the engine prefills the beginning the next drop will leave (the
+    system message and the 3rd and 4th rounds) in the background; once it has dropped them, the
+    kept rounds again. So a turn right after the drop finds most of its prompt warm, and a turn
+    after a pause finds all of it but its own message."""
     server = ServerProcess("--max-history-rounds", "4", engine="llama.cpp", db=tmp_path / "c.sqlite3").start()
     try:
-        def chat(message: str) -> dict:
+        def chat(session: str, message: str) -> dict:
             response = httpx.post(server.url + "/chat", timeout=120, json={
-                "message": message, "session_id": "window", "temperature": 0, "max_tokens": 24})
+                "message": message, "session_id": session, "temperature": 0, "max_tokens": 24})
             assert response.status_code == 200, response.text
             return response.json()["usage"]
 
-        usages = [chat(f"Round {n}. {SYSTEM} Give me one word.") for n in range(5)]
-        deadline = time.monotonic() + 60
-        while (status := httpx.get(server.url + "/status").json())["running_requests"] + status["queued_requests"]:
-            assert time.monotonic() < deadline, status
-            time.sleep(0.05)
-        after = chat("Round 5. Give me one more word.")
-        assert after["prompt_tokens"] < usages[-1]["prompt_tokens"]  # the window dropped two rounds
-        assert after["cached_tokens"] >= after["prompt_tokens"] - 20  # all but the new message was warm
+        def idle() -> None:
+            """Nothing running or queued, twice half a second apart (a warm-up is queued a moment
+            after the reply that asks for it)."""
+            deadline, quiet = time.monotonic() + 60, 0
+            while quiet < 2:
+                status = httpx.get(server.url + "/status").json()
+                quiet = 0 if status["running_requests"] + status["queued_requests"] else quiet + 1
+                assert time.monotonic() < deadline, status
+                time.sleep(0.5)
+
+        for session in ("paused", "at-once"):
+            usages = [chat(session, f"Round {n} of {session}. {SYSTEM} Give me one word.") for n in range(4)]
+            idle()  # the user reads the 4th reply: the beginning after the next drop is warmed meanwhile
+            usages.append(chat(session, f"Round 4 of {session}. Give me one more word."))  # the drop
+            if session == "paused":
+                idle()
+            after = chat(session, f"Round 5 of {session}. And one more.")
+            assert after["prompt_tokens"] < usages[-1]["prompt_tokens"]  # the window dropped two rounds
+            if session == "paused":  # all but the new message was warm
+                assert after["cached_tokens"] >= after["prompt_tokens"] - 20, after
+            else:  # the system message and the two rounds warmed before the drop, at least
+                assert after["cached_tokens"] >= 0.5 * after["prompt_tokens"], after
     finally:
         server.stop()
