@@ -66,3 +66,24 @@ def test_a_gguf_server_on_llama_cpp_maps_no_torch(roomy_and_tight):
     maps = open(f"/proc/{roomy.process.pid}/maps").read()
     assert "libtorch" not in maps and "/torch/" not in maps
     assert "/tokenizers/" not in maps  # the Rust tokenizer of Hugging Face's stack
+
+
+def test_n_choices_prefill_their_prompt_once_and_the_others_copy_it(roomy_and_tight):
+    """The choices of an `n` request share one prompt: the first prefills it, the others wait for
+    those cells and copy them (llama.cpp shares copied cells), so the prompt's tokens are computed
+    once, not n times. Seen in /metrics: n - 1 prompts' worth of tokens counted as cached."""
+    roomy, _ = roomy_and_tight
+
+    def cached_total() -> float:
+        (line,) = [line for line in httpx.get(roomy.url + "/metrics").text.splitlines()
+                   if line.startswith("pure_api_cached_prompt_tokens_total ")]
+        return float(line.split()[1])
+
+    before = cached_total()
+    reply = httpx.post(roomy.url + "/v1/chat/completions", timeout=300, json={
+        "model": "demo", "n": 4, "max_tokens": 8, "temperature": 1.0, "seed": 7,
+        "messages": [{"role": "user", "content": f"Four takes on this. {FILLER}"}]}).json()
+    prompt = reply["usage"]["prompt_tokens"]
+    assert len(reply["choices"]) == 4 and prompt > 300
+    assert reply["usage"]["prompt_tokens_details"]["cached_tokens"] < 64  # a cache held the template's start
+    assert cached_total() - before >= 3 * (prompt - 1)  # three choices copied all but the last token

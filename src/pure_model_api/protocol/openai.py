@@ -227,10 +227,11 @@ class UsageObject(Reply):
 
     @classmethod
     def of(cls, finishes: list[Finished]) -> UsageObject:
-        """One request's usage, however many choices: the prompt counted once, every choice's tokens."""
+        """One request's usage, however many choices: the prompt counted once (and as cached what was
+        before the request: choices after the first may copy its cells), every choice's tokens."""
         prompt, completion = finishes[0].prompt_tokens, sum(f.completion_tokens for f in finishes)
         return cls(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-                   prompt_tokens_details=PromptTokensDetails(cached_tokens=finishes[0].cached_tokens))
+                   prompt_tokens_details=PromptTokensDetails(cached_tokens=min(f.cached_tokens for f in finishes)))
 
 
 class AssistantMessage(Reply):

@@ -52,6 +52,9 @@ MAX_SEQUENCES = 256  # llama.cpp's own bound on sequences in one context (LLAMA_
 # A warm-up's prompt chunk per llama_decode: a request that arrives meanwhile waits for at most one
 # such step (0.39 s here for 128 tokens of the demo model, 1.6 s for 512; prefill speed the same).
 WARM_CHUNK = 128
+# A request waits for a running one that is prefilling at least this many more tokens of its prompt
+# than any cache holds (the other choices of an `n` request, a shared system prompt), then copies them.
+SHARE_MIN = 64
 HOT_IDLE_SLOTS = 2  # with the KV tiers on: idle conversations whose cells stay in the context
 
 
@@ -176,6 +179,8 @@ class LlamaCppEngine(InProcessEngine):
         """A slot for `candidate`, while the running requests' prompts and replies fit the KV cache."""
         if not candidate.background:
             self._join_warm_up(candidate.prompt_ids)
+        if self._prefilled_elsewhere_soon(candidate):
+            return False
         running = self.running()
         if running and sum(s.reserved_tokens for s in running) + candidate.reserved_tokens > self.n_ctx:
             return False
@@ -193,6 +198,19 @@ class LlamaCppEngine(InProcessEngine):
             if (warm_up.background and common_prefix(slot.tokens, prompt) == len(slot.tokens)
                     and common_prefix(warm_up.prompt_ids, prompt) > 0):
                 self._release(slot, save=False)  # the joining request extends it and saves that
+
+    def _prefilled_elsewhere_soon(self, candidate: Sequence) -> bool:
+        """Whether a running sequence is prefilling much of `candidate`'s prompt that no cache holds
+        yet: then `candidate` waits, and copies those cells once they are there (`_slot_for`),
+        rather than computing them beside it at half the speed. A request waits only for another
+        request, never for a warm-up (which yields to it, and may be starved while users run)."""
+        prompt = candidate.prompt_ids
+        held = max(common_prefix(s.tokens, prompt) for s in self.slots)
+        if self.tiers is not None and (found := self.tiers.best(prompt)):
+            held = max(held, found[1])
+        return any(slot.pending and (candidate.background or not slot.sequence.background)
+                   and common_prefix(slot.sequence.prompt_ids, prompt) >= held + SHARE_MIN
+                   for slot in self._running_slots())
 
     def _remove(self, sequences: list[Sequence]) -> None:
         for slot in self._running_slots():
@@ -215,9 +233,12 @@ class LlamaCppEngine(InProcessEngine):
         shares the cells, and the cache it came from stays whole for its own conversation."""
         idle = [s for s in self.slots if s.sequence is None]
         best = max(idle, key=lambda s: common_prefix(s.tokens, prompt))
+        running = max(self._running_slots(), key=lambda s: common_prefix(s.tokens, prompt), default=best)
+        if common_prefix(running.tokens, prompt) > common_prefix(best.tokens, prompt):
+            best = running  # a running request's cells hold more (the same prompt's other choices): copied
         shared = min(common_prefix(best.tokens, prompt), len(prompt) - 1)
         saved = self._saved_prefix(prompt, shared)
-        if saved is None and shared > 0 and shared == len(best.tokens):
+        if saved is None and shared > 0 and shared == len(best.tokens) and best.sequence is None:
             return best
         target = min(idle, key=lambda s: (bool(s.tokens), s.last_used))
         if saved is not None and self._restore(target, *saved):
