@@ -14,6 +14,10 @@ conversation's cache kept in the one llama.cpp context), one server at a time.
    first token; the same for a second conversation after a SIGTERM restart. Target: after the
    restart at most 2x the turn without one.
 
+The peer, on the same scripts (window and restart): llama-cpp-python's own server (`python -m
+llama_cpp.server`, --n_ctx 4096), the client keeping the history with the service's window rule.
+It has one cache: a conversation's turn finds its prefix there only if no other came between.
+
   .venv/bin/python benchmarks/bench_kv_tiers.py [--only idle window restart] [--idle 40] [--turns 30]
                                                 [--pause 3] [--rounds 19] [--json FILE]
 """
@@ -21,6 +25,7 @@ conversation's cache kept in the one llama.cpp context), one server at a time.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -30,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from bench_llamacpp import llama_cpp_python_server
 from common import ROOT, Server, dump_json, print_table
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -101,6 +107,35 @@ def chat(client: httpx.Client, url: str, session: str, message: str) -> float:
     return first
 
 
+def peer_turn(client: httpx.Client, url: str, history: list[dict], message: str, max_tokens: int,
+              fixed: bool = False) -> float:
+    """One streamed turn on an OpenAI server, the client holding the history (the service's window:
+    at 21 rounds the oldest 10 go): seconds to the first piece. `fixed`: exactly max_tokens."""
+    messages = history + [{"role": "user", "content": message}]
+    body = {"model": "demo", "messages": messages, "temperature": 0, "max_tokens": max_tokens, "stream": True,
+            **({"min_tokens": max_tokens} if fixed else {})}
+    started, first, reply = time.perf_counter(), None, []
+    with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                piece = json.loads(line[6:])["choices"][0]["delta"].get("content")
+                if piece:
+                    first = first or time.perf_counter()
+                    reply.append(piece)
+    history[:] = messages + [{"role": "assistant", "content": "".join(reply)}]
+    if len(history) > 2 * 20:
+        del history[:2 * 10]
+    return first - started
+
+
+def window_message(n: int) -> str:
+    return f"Turn {n} about {TOPICS[n % len(TOPICS)]}: {paragraph(n, 30)}. Tell me more."
+
+
+def round_message(n: int, session: str) -> str:
+    return f"Round {n} about {TOPICS[n % len(TOPICS)]}: {paragraph(n + len(session), 40)}. What do you think?"
+
+
 def window(turns: int, pause: float) -> list[dict]:
     server = Server("--engine", "llama.cpp", log=RESULTS / "kv-window.log")
     rows = []
@@ -109,16 +144,49 @@ def window(turns: int, pause: float) -> list[dict]:
             for n in range(turns):
                 first, _, usage = streamed_chat(client, server.url, {
                     "session_id": "window", "max_tokens": 120, "temperature": 0, "ignore_eos": True,
-                    "message": f"Turn {n} about {TOPICS[n % len(TOPICS)]}: {paragraph(n, 30)}. Tell me more."})
+                    "message": window_message(n)})
                 rows.append({"turn": n + 1, "ttft_s": first, "prompt_tokens": usage["prompt_tokens"],
                              "cached_tokens": usage["cached_tokens"]})
                 time.sleep(pause)
     finally:
         server.stop()
-    median = statistics.median(row["ttft_s"] for row in rows)
-    for row in rows:
-        row["over_median"] = row["ttft_s"] / median
+    peer, history = llama_cpp_python_server(str(gguf())), []
+    try:
+        with httpx.Client(timeout=600) as client:
+            for n, row in enumerate(rows):
+                row["peer_ttft_s"] = peer_turn(client, peer.url, history, window_message(n), 120, fixed=True)
+                time.sleep(pause)
+    finally:
+        peer.stop()
+    for key in ("ttft_s", "peer_ttft_s"):
+        median = statistics.median(row[key] for row in rows)
+        for row in rows:
+            row[key.replace("ttft_s", "over_median")] = row[key] / median
     return rows
+
+
+def gguf() -> Path:
+    from pure_model_api.engine.loading import find_demo_gguf
+
+    return find_demo_gguf()
+
+
+def restart_peer(rounds: int) -> dict:
+    """The restart script on llama-cpp-python's server: its one cache holds the last conversation
+    only, and nothing survives its restart."""
+    histories = {"kept": [], "restarted": []}
+    peer = llama_cpp_python_server(str(gguf()))
+    with httpx.Client(timeout=600) as client:
+        for session, history in histories.items():
+            for n in range(rounds):
+                peer_turn(client, peer.url, history, round_message(n, session), 60)
+        without = peer_turn(client, peer.url, histories["kept"], "Sum up everything we said.", 60)
+        peer.stop()
+        peer = llama_cpp_python_server(str(gguf()))
+        after = peer_turn(client, peer.url, histories["restarted"], "Sum up everything we said.", 60)
+    peer.stop()
+    return {"tiers": "llama-cpp-python", "rounds": rounds, "ttft_without_restart_s": without,
+            "ttft_after_restart_s": after, "after_over_without": after / without, "disk_restores": None}
 
 
 def restart(tiers: str, rounds: int) -> dict:
@@ -128,8 +196,7 @@ def restart(tiers: str, rounds: int) -> dict:
         with httpx.Client(timeout=600) as client:
             for session in ("kept", "restarted"):
                 for n in range(rounds):
-                    chat(client, server.url, session, f"Round {n} about {TOPICS[n % len(TOPICS)]}: "
-                                                      f"{paragraph(n + len(session), 40)}. What do you think?")
+                    chat(client, server.url, session, round_message(n, session))
             without = chat(client, server.url, "kept", "Sum up everything we said.")
             server.stop()
             server = Server(*args, log=RESULTS / f"kv-restart-{tiers}.log")
@@ -153,13 +220,15 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     piles = [pile_up(tiers, args.idle) for tiers in ("on", "off")] if "idle" in args.only else []
     turns = window(args.turns, args.pause) if "window" in args.only else []
-    restarts = [restart(tiers, args.rounds) for tiers in ("on", "off")] if "restart" in args.only else []
+    restarts = ([restart(tiers, args.rounds) for tiers in ("on", "off")] + [restart_peer(args.rounds)]
+                if "restart" in args.only else [])
     if piles:
         print_table(piles, ["tiers", "idle", "cached_conversations", "prefill_tok_s_fresh", "prefill_tok_s_idle",
                             "prefill_tok_s_ratio", "decode_tok_s_fresh", "decode_tok_s_idle", "decode_tok_s_ratio"])
         print()
     if turns:
-        print_table(turns, ["turn", "ttft_s", "over_median", "prompt_tokens", "cached_tokens"])
+        print_table(turns, ["turn", "ttft_s", "over_median", "prompt_tokens", "cached_tokens", "peer_ttft_s",
+                            "peer_over_median"])
         print()
     if restarts:
         print_table(restarts, ["tiers", "rounds", "ttft_without_restart_s", "ttft_after_restart_s",

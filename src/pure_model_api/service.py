@@ -212,7 +212,8 @@ class ChatService:
                 stored = await asyncio.to_thread(self.store.add_turn, turn.owner, turn.conversation_id,
                                                  turn.inputs, outputs, kept, turn.create)
             if cid is not None:
-                self._warm_next_window(engine, turn, len(group_rounds([*history, *turn.inputs])))
+                moved = len(group_rounds([*history, *turn.inputs])) > self.store.max_rounds  # the store dropped rounds
+                self._warm_next_window(engine, turn, moved)
         yield TurnResult(finish=finished, outputs=outputs, response=response, rounds_dropped=dropped, stored=stored)
 
     async def choices_stream(self, turn: Turn, n: int) -> AsyncIterator[tuple[int, TextDelta | TurnResult]]:
@@ -233,26 +234,26 @@ class ChatService:
             async for item in items:
                 yield item
 
-    def _warm_next_window(self, engine, turn: Turn, rounds: int) -> None:
-        """A window move costs the turn after it a prefill of everything kept, as the prompt's
-        beginning changes; have the engine prefill that beginning in the background (engine.warm)
-        a turn ahead. With the window now full (`rounds` == max), the next turn stored drops the
-        oldest `drop_rounds`: warm the system message and the rounds that will stay, and that turn
-        and the pauses around it leave time for it. When it has dropped them (`rounds` > max),
-        warm the kept rounds again: the saved beginning is found, only the newest round is
-        prefilled, and the next turn prefills only its own message."""
-        if rounds < self.store.max_rounds:
-            return
-        skip = drop_rounds(self.store.max_rounds) if rounds == self.store.max_rounds else 0
+    def _warm_next_window(self, engine, turn: Turn, dropped: bool) -> None:
+        """A window move changes the prompt's beginning, and the turn after it would prefill all the
+        kept rounds again. When the turn just stored made the window drop rounds, have the engine
+        prefill the new beginning in the background now (engine.warm): the next turn prefills only
+        its own message. An engine whose warm-ups run only behind users' requests (llama.cpp) also
+        builds, a round per turn, the beginning the next drop will leave (the system message and
+        the rounds past the oldest `drop_rounds`), so that little is left to do when it comes."""
+        drop = drop_rounds(self.store.max_rounds)
 
         async def warm() -> None:
-            history = await asyncio.to_thread(self.store.messages, turn.owner, turn.conversation_id)
-            messages = messages_of(group_rounds(history)[skip:], turn.system)
-            engine.warm(await asyncio.to_thread(engine.render_chat, messages, turn.tools))
+            rounds = group_rounds(await asyncio.to_thread(self.store.messages, turn.owner, turn.conversation_id))
+            starts = ([0] if dropped else []) + ([drop] if engine.warms_behind_requests and len(rounds) > drop else [])
+            for start in starts:
+                messages = messages_of(rounds[start:], turn.system)
+                engine.warm(await asyncio.to_thread(engine.render_chat, messages, turn.tools))
 
-        task = asyncio.get_running_loop().create_task(warm())
-        self.background.add(task)
-        task.add_done_callback(self._background_done)
+        if dropped or engine.warms_behind_requests:
+            task = asyncio.get_running_loop().create_task(warm())
+            self.background.add(task)
+            task.add_done_callback(self._background_done)
 
     def _background_done(self, task: asyncio.Task) -> None:
         self.background.discard(task)

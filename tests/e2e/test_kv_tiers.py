@@ -179,11 +179,11 @@ def test_the_disk_tier_stays_within_its_bound(tmp_path):
 
 
 def test_after_the_window_drops_rounds_the_next_prompt_is_already_prefilled(tmp_path):
-    """With 4 rounds kept, the 5th drops the oldest 2, and the next prompt begins anew. Once the
-    window is full (the 4th round), the engine prefills the beginning the next drop will leave (the
-    system message and the 3rd and 4th rounds) in the background; once it has dropped them, the
-    kept rounds again. So a turn right after the drop finds most of its prompt warm, and a turn
-    after a pause finds all of it but its own message."""
+    """With 4 rounds kept, the 5th drops the oldest 2, and the next prompt begins anew. From the
+    3rd round on, the engine builds the beginning the next drop will leave (the system message, the
+    3rd round, then the 4th) in the background, a round a turn; once the window has dropped rounds,
+    it warms the kept rounds. So a turn right after the drop finds most of its prompt warm, and a
+    turn after a pause finds all of it but its own message."""
     server = ServerProcess("--max-history-rounds", "4", engine="llama.cpp", db=tmp_path / "c.sqlite3").start()
     try:
         def chat(session: str, message: str) -> dict:

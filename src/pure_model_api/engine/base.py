@@ -95,6 +95,8 @@ class EngineStats:
 
 class Engine(ABC):
     name: str  # "vllm", "llama.cpp", "transformers"
+    # warm() runs only behind requests a user waits for, so the service may call it every turn
+    warms_behind_requests = False
 
     def __init__(self, tokenizer, context_length: int, options: EngineOptions):
         self.tokenizer = tokenizer

@@ -92,6 +92,7 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 class LlamaCppEngine(InProcessEngine):
     name = "llama.cpp"
+    warms_behind_requests = True
 
     def __init__(self, path: Path, options: EngineOptions):
         import llama_cpp
@@ -172,6 +173,9 @@ class LlamaCppEngine(InProcessEngine):
         sequence.background = True
         with self.wakeup:
             if not self.stopping and len(prompt_ids) + 1 <= self.context_length:
+                for older in [s for s in self.waiting if s.background  # the new one does all they would
+                              and common_prefix(s.prompt_ids, prompt_ids) == len(s.prompt_ids)]:
+                    self.waiting.remove(older)
                 self.waiting.append(sequence)
                 self.wakeup.notify()
 
