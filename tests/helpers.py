@@ -84,6 +84,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_idle(url: str, headers: dict | None = None, timeout: float = 60) -> dict:
+    """Until the server runs and queues nothing, twice half a second apart (a background warm-up is
+    queued a moment after the reply that asks for it); its last /status."""
+    deadline, quiet = time.monotonic() + timeout, 0
+    while quiet < 2:
+        status = httpx.get(url + "/status", headers=headers).json()
+        quiet = 0 if status["running_requests"] + status["queued_requests"] else quiet + 1
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    return status
+
+
 class ServerProcess:
     """`python pure_model_api.py ...` as a user starts it, on a free port."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import ServerProcess
+from helpers import ServerProcess, wait_idle
 
 SYSTEM = "You are a helpful assistant who answers briefly. " * 12  # shared by every conversation here
 FIRST = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Name three colours."}]
@@ -192,22 +192,12 @@ def test_after_the_window_drops_rounds_the_next_prompt_is_already_prefilled(tmp_
             assert response.status_code == 200, response.text
             return response.json()["usage"]
 
-        def idle() -> None:
-            """Nothing running or queued, twice half a second apart (a warm-up is queued a moment
-            after the reply that asks for it)."""
-            deadline, quiet = time.monotonic() + 60, 0
-            while quiet < 2:
-                status = httpx.get(server.url + "/status").json()
-                quiet = 0 if status["running_requests"] + status["queued_requests"] else quiet + 1
-                assert time.monotonic() < deadline, status
-                time.sleep(0.5)
-
         for session in ("paused", "at-once"):
             usages = [chat(session, f"Round {n} of {session}. {SYSTEM} Give me one word.") for n in range(4)]
-            idle()  # the user reads the 4th reply: the beginning after the next drop is warmed meanwhile
+            wait_idle(server.url)  # the user reads the 4th reply: the next drop's beginning is warmed
             usages.append(chat(session, f"Round 4 of {session}. Give me one more word."))  # the drop
             if session == "paused":
-                idle()
+                wait_idle(server.url)
             after = chat(session, f"Round 5 of {session}. And one more.")
             assert after["prompt_tokens"] < usages[-1]["prompt_tokens"]  # the window dropped two rounds
             if session == "paused":  # all but the new message was warm

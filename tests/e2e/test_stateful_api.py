@@ -7,7 +7,7 @@ import time
 import httpx
 import openai
 import pytest
-from helpers import ServerProcess
+from helpers import ServerProcess, wait_idle
 
 KEY, OTHER_KEY = "sk-state-one", "sk-state-two"
 GREEDY = {"temperature": 0, "max_output_tokens": 24}
@@ -233,3 +233,25 @@ def test_reset_empties_a_conversation(server):
                        json={"session_id": conversation.id})
     assert reset.json()["rounds_removed"] == 1
     assert client.conversations.items.list(conversation.id).data == []
+
+
+def test_after_the_window_drops_rounds_the_next_turn_finds_its_beginning_cached(server, engine_name):
+    """The 21st round drops the oldest 10, and the next prompt begins anew; the service has the
+    engine prefill that beginning in the background (vLLM: a one-token request that leaves it in
+    its prefix cache), so a turn after a pause prefills little more than its own message."""
+    if engine_name == "transformers":
+        pytest.skip("the transformers engine keeps no cache between requests: nothing to warm")
+    headers = {"Authorization": f"Bearer {KEY}"}
+
+    def chat(n: int) -> dict:
+        response = httpx.post(server.url + "/chat", headers=headers, timeout=120, json={
+            "message": f"Round {n}: name a colour.", "session_id": "window-warm", "temperature": 0,
+            "max_tokens": 4})
+        assert response.status_code == 200, response.text
+        return response.json()["usage"]
+
+    usages = [chat(n) for n in range(21)]  # storing the 21st round drops the oldest 10
+    block = wait_idle(server.url, headers).get("kv_block_size") or 1  # vLLM caches whole blocks
+    after = chat(21)
+    assert after["prompt_tokens"] < usages[-1]["prompt_tokens"] - 100  # the window dropped 10 rounds
+    assert after["cached_tokens"] >= after["prompt_tokens"] - 20 - block, after  # all but the new message

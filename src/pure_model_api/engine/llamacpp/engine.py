@@ -52,6 +52,9 @@ MAX_SEQUENCES = 256  # llama.cpp's own bound on sequences in one context (LLAMA_
 # A warm-up's prompt chunk per llama_decode: a request that arrives meanwhile waits for at most one
 # such step (0.39 s here for 128 tokens of the demo model, 1.6 s for 512; prefill speed the same).
 WARM_CHUNK = 128
+# Warm-ups start only this long after the last request ran: a client that sends its next request at
+# once (an agent's loop, a script) never waits behind one; a person's pause leaves them the time.
+WARM_DELAY = 0.25
 # A request waits for a running one that is prefilling at least this many more tokens of its prompt
 # than any cache holds (the other choices of an `n` request, a shared system prompt), then copies them.
 SHARE_MIN = 64
@@ -125,6 +128,7 @@ class LlamaCppEngine(InProcessEngine):
         self.kv_bytes_per_token = kv_bytes_per_token(metadata)
         self.description = self.model.desc()
         self.slots = [Slot(i) for i in range(self.n_slots)]
+        self.request_ran = 0.0  # when a step last fed a request (not a warm-up)
         self.tiers = self._tiers(options)
         self._start()
 
@@ -327,6 +331,10 @@ class LlamaCppEngine(InProcessEngine):
         feeds = [(slot, [slot.next_token], True) for slot in decoding]
         budget = BATCH_TOKENS - len(feeds)
         users = any(not s.sequence.background for s in self._running_slots())  # warm-ups wait for them
+        if users:
+            self.request_ran = time.monotonic()
+        elif self._holding_warm_ups():
+            return
         for slot in self._running_slots():
             if slot.next_token is None and slot.pending and budget > 0 and not (users and slot.sequence.background):
                 chunk = slot.pending[:min(budget, WARM_CHUNK) if slot.sequence.background else budget]
@@ -349,6 +357,16 @@ class LlamaCppEngine(InProcessEngine):
                 slot.next_token = token
             else:
                 self._release(slot)
+
+    def _holding_warm_ups(self) -> bool:
+        """Within WARM_DELAY of the last request, warm-ups wait (until then, or until a request comes)."""
+        left = self.request_ran + WARM_DELAY - time.monotonic()
+        if left <= 0:
+            return False
+        with self.wakeup:
+            if all(s.background for s in self.waiting):
+                self.wakeup.wait(left)
+        return True
 
     def _decode(self, feeds: list[tuple[Slot, list[int], bool]]) -> list[tuple[Slot, np.ndarray]]:
         batch = self.batch.batch
