@@ -139,8 +139,6 @@ class LogProgress(tqdm):
         self.label, self.unit = label or kwargs.get("desc") or "a file", kwargs.get("unit", "it")
         super().__init__(*args, **{**kwargs, "disable": True})  # no bar: update() below logs instead
         self.tenths = int(10 * self.n / self.total) if self.total else 0
-        if self.n:
-            log.info("resuming %s: %s of %s already there", self.label, self.amount(self.n), self.amount(self.total))
 
     def amount(self, count: float) -> str:
         return f"{count / 1e6:.1f} MB" if self.unit == "B" else f"{count:.0f} {self.unit}"
