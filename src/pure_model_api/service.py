@@ -212,8 +212,7 @@ class ChatService:
                 stored = await asyncio.to_thread(self.store.add_turn, turn.owner, turn.conversation_id,
                                                  turn.inputs, outputs, kept, turn.create)
             if cid is not None:
-                moved = len(group_rounds([*history, *turn.inputs])) > self.store.max_rounds  # the store dropped rounds
-                self._warm_next_window(engine, turn, moved)
+                self._warm_next_window(engine, turn, len(group_rounds([*history, *turn.inputs])))
         yield TurnResult(finish=finished, outputs=outputs, response=response, rounds_dropped=dropped, stored=stored)
 
     async def choices_stream(self, turn: Turn, n: int) -> AsyncIterator[tuple[int, TextDelta | TurnResult]]:
@@ -234,26 +233,30 @@ class ChatService:
             async for item in items:
                 yield item
 
-    def _warm_next_window(self, engine, turn: Turn, dropped: bool) -> None:
+    def _warm_next_window(self, engine, turn: Turn, rounds: int) -> None:
         """A window move changes the prompt's beginning, and the turn after it would prefill all the
-        kept rounds again. When the turn just stored made the window drop rounds, have the engine
-        prefill the new beginning in the background now (engine.warm): the next turn prefills only
-        its own message. An engine whose warm-ups run only behind users' requests (llama.cpp) also
-        builds, a round per turn, the beginning the next drop will leave (the system message and
-        the rounds past the oldest `drop_rounds`), so that little is left to do when it comes."""
+        kept rounds again. When the turn just stored (making `rounds` rounds) made the window drop
+        rounds, have the engine prefill the new beginning in the background now (engine.warm): the
+        next turn prefills only its own message. An engine whose warm-ups run only behind users'
+        requests (llama.cpp) also builds, a round per turn, the beginning the next drop will leave
+        (the system message and the rounds past the oldest `drop_rounds`), so that little is left
+        to do when it comes."""
         drop = drop_rounds(self.store.max_rounds)
+        dropped = rounds > self.store.max_rounds
+        kept = rounds - drop if dropped else rounds
+        starts = ([0] if dropped else []) + ([drop] if engine.warms_behind_requests and kept > drop else [])
+        if not starts:
+            return
 
         async def warm() -> None:
-            rounds = group_rounds(await asyncio.to_thread(self.store.messages, turn.owner, turn.conversation_id))
-            starts = ([0] if dropped else []) + ([drop] if engine.warms_behind_requests and len(rounds) > drop else [])
+            kept_rounds = group_rounds(await asyncio.to_thread(self.store.messages, turn.owner, turn.conversation_id))
             for start in starts:
-                messages = messages_of(rounds[start:], turn.system)
+                messages = messages_of(kept_rounds[start:], turn.system)
                 engine.warm(await asyncio.to_thread(engine.render_chat, messages, turn.tools))
 
-        if dropped or engine.warms_behind_requests:
-            task = asyncio.get_running_loop().create_task(warm())
-            self.background.add(task)
-            task.add_done_callback(self._background_done)
+        task = asyncio.get_running_loop().create_task(warm())
+        self.background.add(task)
+        task.add_done_callback(self._background_done)
 
     def _background_done(self, task: asyncio.Task) -> None:
         self.background.discard(task)

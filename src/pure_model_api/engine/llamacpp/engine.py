@@ -213,12 +213,14 @@ class LlamaCppEngine(InProcessEngine):
         rather than computing them beside it at half the speed. A request waits only for another
         request, never for a warm-up (which yields to it, and may be starved while users run)."""
         prompt = candidate.prompt_ids
+        coming = max((common_prefix(slot.sequence.prompt_ids, prompt) for slot in self._running_slots()
+                      if slot.pending and (candidate.background or not slot.sequence.background)), default=0)
+        if coming < SHARE_MIN:  # the usual case: no running prefill shares much; no cache to search
+            return False
         held = max(common_prefix(s.tokens, prompt) for s in self.slots)
         if self.tiers is not None and (found := self.tiers.best(prompt)):
             held = max(held, found[1])
-        return any(slot.pending and (candidate.background or not slot.sequence.background)
-                   and common_prefix(slot.sequence.prompt_ids, prompt) >= held + SHARE_MIN
-                   for slot in self._running_slots())
+        return coming >= held + SHARE_MIN
 
     def _remove(self, sequences: list[Sequence]) -> None:
         for slot in self._running_slots():
