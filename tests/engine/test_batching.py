@@ -158,3 +158,35 @@ def test_long_prompts_arriving_together_join_in_bounded_prefills(demo_engine, mo
 
     assert [finished.text for finished, _ in run(together())] == solo
     assert sum(prefill_sizes) == 3 and max(prefill_sizes) == 1
+
+
+def test_equal_prompts_arriving_together_are_prefilled_once(demo_engine):
+    """A request's n choices share one prompt: one prefill row, copied to each choice."""
+    prompt_ids = demo_engine.render_chat([{"role": "user", "content": "Describe the sea."}])
+    params = [SamplingParams(max_tokens=16, temperature=1.0, seed=seed) for seed in (1, 2, 3, 4)]
+
+    async def text_of(handle) -> str:
+        async for event in handle.events():
+            if isinstance(event, Finished):
+                return event.text
+
+    async def alone(p):
+        return await text_of(demo_engine.submit(prompt_ids, p))
+
+    solo = [run(alone(p)) for p in params]
+    prefills = []
+    hook = demo_engine.model.register_forward_pre_hook(
+        lambda _module, _args, kwargs: prefills.append(tuple(kwargs["input_ids"].shape))
+        if kwargs["input_ids"].shape[1] > 1 else None, with_kwargs=True)
+
+    async def together():
+        with demo_engine.wakeup:  # the inference thread waits here: all four are admitted at one step
+            handles = [demo_engine.submit(prompt_ids, p) for p in params]
+        return await asyncio.gather(*(text_of(h) for h in handles))
+
+    try:
+        texts = run(together())
+    finally:
+        hook.remove()
+    assert texts == solo and len(set(solo)) == 4  # each choice its own, and the same as alone
+    assert prefills == [(1, len(prompt_ids))]

@@ -78,8 +78,9 @@ class TransformersEngine(InProcessEngine):
         reserved = sum(s.reserved_tokens for s in running)
         if running and reserved + candidate.reserved_tokens > self.options.kv_token_budget:
             return False
-        longest = max([len(s.prompt_ids) for s in self.joining] + [len(candidate.prompt_ids)])
-        if self.joining and longest * (len(self.joining) + 1) > self.max_prefill_tokens:
+        prompts = {tuple(s.prompt_ids) for s in self.joining + [candidate]}  # one row per distinct prompt
+        longest = max(len(p) for p in prompts)
+        if self.joining and longest * len(prompts) > self.max_prefill_tokens:
             return False  # the rest join at the next step
         self.joining.append(candidate)
         return True
@@ -108,13 +109,21 @@ class TransformersEngine(InProcessEngine):
         """The joining prompts in one left-padded forward pass, then into the batch. A prompt
         padded beside others can come out a few bits apart from its solo run, which flips a greedy
         near-tie now and then; prefilling each alone made that rarer but not impossible, and cost
-        a tenth of the throughput at 16 clients (README, Engines), so the batch is kept."""
-        inputs = left_padded([s.prompt_ids for s in joining], self.loaded.pad_id, self.device)
+        a tenth of the throughput at 16 clients (README, Engines), so the batch is kept.
+        Equal prompts (a request's n choices) are computed once and their rows copied."""
+        distinct: dict[tuple[int, ...], int] = {}
+        row_of = [distinct.setdefault(tuple(s.prompt_ids), len(distinct)) for s in joining]
+        inputs = left_padded([list(p) for p in distinct], self.loaded.pad_id, self.device)
         cache = DynamicCache()
         logits = self.model(**inputs, **{self.cache_keyword: cache}, use_cache=True, logits_to_keep=1).logits[:, -1]
+        mask = inputs["attention_mask"]
+        if len(distinct) < len(joining):
+            index = torch.tensor(row_of, dtype=torch.long, device=self.device)
+            logits, mask = logits.index_select(0, index), mask.index_select(0, index)
+            for layer in cache.layers:
+                layer.keys, layer.values = layer.keys.index_select(0, index), layer.values.index_select(0, index)
         first_tokens = next_tokens(logits, joining)
-        newcomers = RunningBatch(joining, cache, inputs["attention_mask"],
-                                 inputs["attention_mask"].sum(dim=1),
+        newcomers = RunningBatch(joining, cache, mask, mask.sum(dim=1),
                                  torch.tensor(first_tokens, dtype=torch.long, device=self.device))
         newcomers.keep([i for i, (s, t) in enumerate(zip(joining, first_tokens)) if self._accept(s, t)])
         self.batch.merge(newcomers)
