@@ -121,3 +121,13 @@ def test_a_batch_larger_than_llama_cpps_sequences_is_served_not_hung():
         assert engine.health() is None and engine.stats().max_batch_size == MAX_SEQUENCES
     finally:
         engine.close()
+
+
+def test_background_warm_ups_queue_within_a_bound_newest_kept(engine):
+    prompts = [engine.render_chat([{"role": "user", "content": f"Note {i}: " + "words " * 20}]) for i in range(40)]
+    with engine.wakeup:  # the inference thread waits here, as it would behind users' requests
+        for prompt in prompts:
+            engine.warm(prompt)
+        queued = [s.prompt_ids for s in engine.waiting if s.background]
+    assert queued == prompts[-2 * engine.max_running:]
+    asyncio.run(generate(engine, [{"role": "user", "content": "Hello"}]))  # still serves, queue drains

@@ -58,6 +58,10 @@ WARM_DELAY = 0.25
 # A request waits for a running one that is prefilling at least this many more tokens of its prompt
 # than any cache holds (the other choices of an `n` request, a shared system prompt), then copies them.
 SHARE_MIN = 64
+# Warm-ups waiting beyond this many (per running request the engine allows, twice over) are the
+# oldest and the least likely to be wanted still: they are dropped, so a busy server's queue of
+# them stays bounded.
+WARM_QUEUE_PER_SLOT = 2
 HOT_IDLE_SLOTS = 2  # with the KV tiers on: idle conversations whose cells stay in the context
 
 
@@ -181,6 +185,8 @@ class LlamaCppEngine(InProcessEngine):
                               and common_prefix(s.prompt_ids, prompt_ids) == len(s.prompt_ids)]:
                     self.waiting.remove(older)
                 self.waiting.append(sequence)
+                for oldest in [s for s in self.waiting if s.background][:-WARM_QUEUE_PER_SLOT * self.max_running]:
+                    self.waiting.remove(oldest)
                 self.wakeup.notify()
 
     def _admit(self, candidate: Sequence) -> bool:
