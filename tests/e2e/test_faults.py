@@ -2,6 +2,7 @@
 SIGKILL in the middle of generations and writes."""
 
 import asyncio
+import os
 import random
 import signal
 import socket
@@ -13,6 +14,8 @@ import time
 import httpx
 import pytest
 from helpers import ROOT, ServerProcess, alive, asse_events, descendants, free_port
+
+from pure_model_api.client import sse
 
 BROKEN_MODELS = {
     "transformers": ["empty", "unknown-architecture"],
@@ -183,3 +186,36 @@ def test_vllm_kv_offloading_on_a_cpu_is_one_clear_line_before_vllm_starts(tmp_pa
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode != 0 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "--kv-offload-gb" in errors[0] and "CUDA" in errors[0]
+
+
+def test_a_vllm_engine_core_that_dies_mid_reply_is_a_503_and_loses_nothing_stored(tmp_path):
+    """vLLM's engine core runs in child processes; when they die the reply under way ends with an
+    error event, later requests are 503s in the seed's error shape, and the rounds stored stay."""
+    server = ServerProcess(db=tmp_path / "c.sqlite3", engine="vllm").start()
+    try:
+        first = httpx.post(server.url + "/chat", json={"message": "Say hello.", "max_tokens": 8, "session_id": "s"},
+                           timeout=60)
+        assert first.status_code == 200
+
+        async def die_mid_reply():
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+                story = {"message": "Tell me a long story.", "max_tokens": 400, "ignore_eos": True,
+                         "session_id": "s", "stream": True}
+                async with client.stream("POST", "/chat", json=story) as response:
+                    events = sse.asse_events(response)
+                    assert (await anext(events))[0] == "delta"
+                    for pid in descendants(server.process.pid):
+                        os.kill(pid, signal.SIGKILL)
+                    return [event async for event in events]
+
+        events = asyncio.run(die_mid_reply())
+        assert events[-1][0] == "error" and "engine" in events[-1][1]["error"]
+        later = httpx.post(server.url + "/chat", json={"message": "Hello?", "session_id": "s"}, timeout=60)
+        assert later.status_code == 503 and "restart" in later.json()["error"]
+        assert httpx.get(server.url + "/health", timeout=10).status_code == 503
+        messages = httpx.get(server.url + "/sessions/s", timeout=10).json()["messages"]
+        assert [m["content"] for m in messages] == ["Say hello.", first.json()["response"]]
+    finally:
+        assert server.stop() is not None  # it stops, the core gone
+    ours = [line for line in server.output().splitlines() if "Traceback" in line and "async_llm.py" not in line]
+    assert not ours  # vLLM's output handler logs the core's death with its own traceback; the service none

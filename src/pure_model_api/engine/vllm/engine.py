@@ -23,7 +23,7 @@ from pathlib import Path
 from pure_model_api.engine.base import Engine, EngineOptions, EngineStats
 from pure_model_api.engine.lifeline import mark_children
 from pure_model_api.engine.params import Finished, SamplingParams, TextDelta, TokenLogprob
-from pure_model_api.errors import ModelLoadError
+from pure_model_api.errors import EngineFailed, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,11 @@ class VllmHandle:
                             logprobs=tuple(every) if self.params.logprobs is not None else None,
                             stop_string=completion.stop_reason if isinstance(completion.stop_reason, str) else None)
                         return
+        except Exception as error:
+            failure = self.engine.health()  # its engine core died under this request: a 503, as on any engine
+            if failure is None:
+                raise
+            raise EngineFailed(failure) from error
         finally:
             self.on_end()
 
