@@ -82,13 +82,25 @@ class RunningBatch:
         index = torch.tensor(indices, dtype=torch.long, device=self.positions.device)
         mask = self.attention_mask.index_select(0, index)
         first_real = int(mask.any(dim=0).to(torch.int8).argmax())
-        for layer in self.cache.layers:
-            layer.keys = layer.keys.index_select(0, index)[:, :, first_real:]
-            layer.values = layer.values.index_select(0, index)[:, :, first_real:]
+        select_cache_rows(self.cache, index, first_real)
         self.attention_mask = mask[:, first_real:]
         self.positions = self.positions.index_select(0, index)
         self.next_tokens = self.next_tokens.index_select(0, index)
         self.rows = [self.rows[i] for i in indices]
+
+
+def select_cache_rows(cache: DynamicCache, index: torch.Tensor, first_column: int = 0) -> None:
+    """The cache's rows `index` (in that order, repeats copied), from column `first_column` on."""
+    for layer in cache.layers:
+        layer.keys = layer.keys.index_select(0, index)[:, :, first_column:]
+        layer.values = layer.values.index_select(0, index)[:, :, first_column:]
+
+
+def distinct_prompts(sequences: list) -> tuple[list[list[int]], list[int]]:
+    """The sequences' distinct prompts, and for each sequence the index of its prompt among them."""
+    distinct: dict[tuple[int, ...], int] = {}
+    row_of = [distinct.setdefault(tuple(s.prompt_ids), len(distinct)) for s in sequences]
+    return [list(p) for p in distinct], row_of
 
 
 def cache_keyword_of(model) -> str:

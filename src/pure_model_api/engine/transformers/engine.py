@@ -18,7 +18,13 @@ from pure_model_api.engine.loading import LoadedModel, load_model
 from pure_model_api.engine.requests import Sequence, accept_token
 from pure_model_api.engine.sampling import choose_next_tokens, plain_greedy
 from pure_model_api.engine.structured import hf_vocabulary
-from pure_model_api.engine.transformers.batch import RunningBatch, cache_keyword_of, left_padded
+from pure_model_api.engine.transformers.batch import (
+    RunningBatch,
+    cache_keyword_of,
+    distinct_prompts,
+    left_padded,
+    select_cache_rows,
+)
 
 # Padded prompt tokens in one batched prefill. Sixteen short chats (about 40 tokens each) fit in
 # one; long histories join a few at a time, so running rows stall for one bounded prefill at most.
@@ -78,7 +84,7 @@ class TransformersEngine(InProcessEngine):
         reserved = sum(s.reserved_tokens for s in running)
         if running and reserved + candidate.reserved_tokens > self.options.kv_token_budget:
             return False
-        prompts = {tuple(s.prompt_ids) for s in self.joining + [candidate]}  # one row per distinct prompt
+        prompts, _ = distinct_prompts(self.joining + [candidate])  # one prefill row per distinct prompt
         longest = max(len(p) for p in prompts)
         if self.joining and longest * len(prompts) > self.max_prefill_tokens:
             return False  # the rest join at the next step
@@ -111,17 +117,15 @@ class TransformersEngine(InProcessEngine):
         near-tie now and then; prefilling each alone made that rarer but not impossible, and cost
         a tenth of the throughput at 16 clients (README, Engines), so the batch is kept.
         Equal prompts (a request's n choices) are computed once and their rows copied."""
-        distinct: dict[tuple[int, ...], int] = {}
-        row_of = [distinct.setdefault(tuple(s.prompt_ids), len(distinct)) for s in joining]
-        inputs = left_padded([list(p) for p in distinct], self.loaded.pad_id, self.device)
+        prompts, row_of = distinct_prompts(joining)
+        inputs = left_padded(prompts, self.loaded.pad_id, self.device)
         cache = DynamicCache()
         logits = self.model(**inputs, **{self.cache_keyword: cache}, use_cache=True, logits_to_keep=1).logits[:, -1]
         mask = inputs["attention_mask"]
-        if len(distinct) < len(joining):
+        if len(prompts) < len(joining):
             index = torch.tensor(row_of, dtype=torch.long, device=self.device)
             logits, mask = logits.index_select(0, index), mask.index_select(0, index)
-            for layer in cache.layers:
-                layer.keys, layer.values = layer.keys.index_select(0, index), layer.values.index_select(0, index)
+            select_cache_rows(cache, index)
         first_tokens = next_tokens(logits, joining)
         newcomers = RunningBatch(joining, cache, mask, mask.sum(dim=1),
                                  torch.tensor(first_tokens, dtype=torch.long, device=self.device))
